@@ -1,0 +1,12 @@
+//! Compiles `proto/monitoring.proto` with protox (pure Rust): no `protoc` is
+//! needed on any machine that builds this crate.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/monitoring.proto");
+    let descriptors = protox::compile(["monitoring.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

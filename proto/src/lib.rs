@@ -1,0 +1,26 @@
+//! The ServiceRadar agent-gateway protocol and the wire models both sides share.
+//!
+//! - [`monitoring`]: the generated protobuf messages and the
+//!   `AgentGatewayService` client and server (package `monitoring`).
+//! - [`device_update`]: the DeviceUpdate JSON object carried in sync results.
+//! - [`chunking`]: packing DeviceUpdates into self-contained JSON-array chunks.
+//! - [`sync_config`]: the sync config document delivered by GetConfig and the
+//!   minimal bootstrap file a sync service starts from.
+//! - [`run_report`]: the run lifecycle report a sync service pushes.
+//! - [`duration`]: Go-style duration strings (`5m`, `1h30m`).
+//! - [`limits`]: the size limits of the protocol.
+
+pub mod chunking;
+pub mod device_update;
+pub mod duration;
+pub mod limits;
+pub mod run_report;
+pub mod sync_config;
+
+/// Generated protobuf types and gRPC stubs for package `monitoring`.
+#[allow(clippy::all, missing_docs)]
+pub mod monitoring {
+    tonic::include_proto!("monitoring");
+}
+
+pub use device_update::{DeviceUpdate, SyncMeta};
