@@ -1,1 +1,17 @@
-//! placeholder
+//! ServiceRadar sync runtime.
+//!
+//! Runs integration adapters as sandboxed WebAssembly components behind the
+//! versioned WIT contract in `wit/`, and turns what they emit into
+//! DeviceUpdates.
+//!
+//! - [`sandbox`]: compile once, run every call in a fresh store under limits.
+//! - [`egress`]: the policy and sender behind the guests' `wasi:http`.
+//! - [`adapter`]: a loaded adapter (description, digest, pre-linked component).
+//! - [`normalize`]: emitted devices → DeviceUpdates.
+
+pub mod adapter;
+pub mod egress;
+pub mod local_run;
+pub mod normalize;
+pub mod registry;
+pub mod sandbox;

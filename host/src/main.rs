@@ -1,1 +1,52 @@
-fn main() {}
+//! `sr-sync`: the ServiceRadar sync runtime and the adapter author's tools.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sr-sync",
+    version,
+    about = "ServiceRadar sync runtime: runs integration adapters as sandboxed WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools for adapter authors: inspect and run a component locally.
+    #[command(subcommand)]
+    Adapter(commands::adapter::AdapterCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Adapter(command) => commands::adapter::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", commands::one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -96,9 +96,9 @@ pub fn format(duration: Duration) -> String {
         return "0s".to_string();
     }
     if total < 1_000_000_000 {
-        return if total % 1_000_000 == 0 {
+        return if total.is_multiple_of(1_000_000) {
             format!("{}ms", total / 1_000_000)
-        } else if total % 1_000 == 0 {
+        } else if total.is_multiple_of(1_000) {
             format!("{}us", total / 1_000)
         } else {
             format!("{total}ns")

@@ -22,16 +22,18 @@ pub fn components_dir() -> Result<PathBuf> {
 }
 
 /// Path of the built component of the plugin crate `name` (e.g. `faker`,
-/// `sr-test-misbehave`); dashes become underscores as cargo names the file.
+/// `sr-test-misbehave`). Library components are named with underscores
+/// (`sr_test_misbehave.wasm`), binary (command) components keep their dashes.
 pub fn component(name: &str) -> Result<PathBuf> {
-    let file = format!("{}.wasm", name.replace('-', "_"));
-    let path = components_dir()?.join(&file);
-    if !path.exists() {
-        bail!(
-            "component {file} was not built; is `{name}` a member of plugins/Cargo.toml with crate-type cdylib?"
-        );
+    let dir = components_dir()?;
+    let library = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let binary = dir.join(format!("{name}.wasm"));
+    for path in [library, binary] {
+        if path.exists() {
+            return Ok(path);
+        }
     }
-    Ok(path)
+    bail!("component {name} was not built; is it a member of plugins/Cargo.toml (cdylib or bin)?")
 }
 
 fn build() -> Result<PathBuf> {
