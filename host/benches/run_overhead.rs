@@ -17,7 +17,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let path = sr_testkit::components::component("sr-test-misbehave").expect("plugins build");
         let bytes = std::fs::read(path).expect("read component");
@@ -36,7 +39,10 @@ fn main() {
                 run_number: i as u64,
             };
             let started = Instant::now();
-            let outcome = sandbox.discover(&adapter, input, &settings, tx).await.expect("noop run");
+            let outcome = sandbox
+                .discover(&adapter, input, &settings, tx)
+                .await
+                .expect("noop run");
             let elapsed = started.elapsed();
             assert_eq!(outcome.emitted_devices, 0);
             assert!(rx.recv().await.is_none());
@@ -46,7 +52,9 @@ fn main() {
         }
         samples.sort();
         let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-        println!("run_overhead: instantiate + discover (emits nothing), {RUNS} runs, fresh store each");
+        println!(
+            "run_overhead: instantiate + discover (emits nothing), {RUNS} runs, fresh store each"
+        );
         for (name, value) in [
             ("min", samples[0]),
             ("p50", percentile(&samples, 0.5)),

@@ -154,8 +154,8 @@ pub fn parse_config(text: &str) -> Result<serde_json::Value, LocalRunError> {
 /// Runs validate + discover, calling `sink` with every DeviceUpdate in
 /// emission order and `progress` after every batch with the update count.
 pub async fn run_local<S, P>(
-    sandbox: &Sandbox,
-    adapter: &LoadedAdapter,
+    sandbox: &Arc<Sandbox>,
+    adapter: &Arc<LoadedAdapter>,
     config: &serde_json::Value,
     options: &LocalRunOptions,
     mut sink: S,
@@ -187,7 +187,12 @@ where
         run_id: settings.label.run_id.clone(),
         run_number: options.run_number,
     };
-    let discover = sandbox.discover(adapter, input, &settings, tx);
+    // The guest runs in its own task so normalisation and output proceed in
+    // parallel with it (the channel bounds how far apart they get).
+    let discover = {
+        let (sandbox, adapter, settings) = (sandbox.clone(), adapter.clone(), settings.clone());
+        tokio::spawn(async move { sandbox.discover(&adapter, input, &settings, tx).await })
+    };
     let consume = async {
         let mut stats = NormalizeStats::default();
         let mut checkpoints = 0u64;
@@ -219,8 +224,10 @@ where
         drop(rx);
         (stats, checkpoints, last_checkpoint, sink_error)
     };
-    let (outcome, (stats, checkpoints, last_checkpoint, sink_error)) =
-        tokio::join!(discover, consume);
+    let (stats, checkpoints, last_checkpoint, sink_error) = consume.await;
+    let outcome = discover
+        .await
+        .map_err(|e| LocalRunError::Sink(format!("the adapter task failed: {e}")))?;
     if let Some(error) = sink_error {
         return Err(LocalRunError::Sink(error));
     }

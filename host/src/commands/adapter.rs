@@ -81,7 +81,7 @@ pub async fn run(command: AdapterCommand) -> Result<()> {
     }
 }
 
-async fn load(path: &Path) -> Result<(Arc<Sandbox>, LoadedAdapter)> {
+async fn load(path: &Path) -> Result<(Arc<Sandbox>, Arc<LoadedAdapter>)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default())?);
@@ -89,7 +89,7 @@ async fn load(path: &Path) -> Result<(Arc<Sandbox>, LoadedAdapter)> {
         .load(&bytes)
         .await
         .with_context(|| format!("cannot load {}", path.display()))?;
-    Ok((sandbox, adapter))
+    Ok((sandbox, Arc::new(adapter)))
 }
 
 #[derive(Serialize)]

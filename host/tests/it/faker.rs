@@ -2,6 +2,7 @@
 //! generator defines it; and normalisation of messy data.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::json;
 use sr_host::adapter::LoadedAdapter;
@@ -12,7 +13,11 @@ use sr_host::sandbox::RunLimits;
 use crate::support::{discover, load, sandbox, settings};
 
 /// Runs Faker through `run_local` and returns the NDJSON it would print.
-async fn ndjson(adapter: &LoadedAdapter, config: serde_json::Value, run_number: u64) -> Vec<u8> {
+async fn ndjson(
+    adapter: &Arc<LoadedAdapter>,
+    config: serde_json::Value,
+    run_number: u64,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let options = LocalRunOptions {
         run_number,

@@ -31,7 +31,7 @@ pub fn component_path(name: &str) -> PathBuf {
 type Compiled = (Component, Digest, u64);
 
 /// Loads a plugin component, compiling it once per process.
-pub async fn load(name: &str) -> LoadedAdapter {
+pub async fn load(name: &str) -> Arc<LoadedAdapter> {
     static COMPILED: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
     let cache = COMPILED.get_or_init(Default::default);
     let cached = cache.lock().unwrap().get(name).cloned();
@@ -48,7 +48,7 @@ pub async fn load(name: &str) -> LoadedAdapter {
             entry
         }
     };
-    sandbox().prepare(component, digest, size).await.unwrap()
+    Arc::new(sandbox().prepare(component, digest, size).await.unwrap())
 }
 
 /// Settings with the given limits and allowed hosts.
