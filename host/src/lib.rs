@@ -10,6 +10,7 @@
 //! - [`normalize`]: emitted devices → DeviceUpdates.
 
 pub mod adapter;
+pub mod daemon;
 pub mod egress;
 pub mod local_run;
 pub mod normalize;

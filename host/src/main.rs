@@ -22,6 +22,8 @@ enum Command {
     /// Tools for adapter authors: inspect and run a component locally.
     #[command(subcommand)]
     Adapter(commands::adapter::AdapterCommand),
+    /// Run the sync service: connect to the gateway, pull config, run integrations.
+    Run(commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Adapter(command) => commands::adapter::run(command).await,
+            Command::Run(args) => commands::run::run(args).await,
         }
     });
     match result {

@@ -65,6 +65,17 @@ impl ChunkEncoder {
         self.elements
     }
 
+    /// Whether an element of `len` serialised bytes would still fit in the
+    /// chunk being built (an empty chunk takes anything within the budget).
+    pub fn fits(&self, len: usize) -> bool {
+        if self.elements == 0 {
+            len + 2 <= self.budget
+        } else {
+            // Current bytes, a comma, the element and the closing bracket.
+            self.buf.len() + len + 2 <= self.budget
+        }
+    }
+
     /// Serialises `value` and adds it. Returns the previous chunk when this
     /// element did not fit in it; the element then starts the next chunk.
     pub fn push<T: Serialize>(&mut self, value: &T) -> Result<Option<Chunk>, ChunkError> {
@@ -169,6 +180,19 @@ mod tests {
         ));
         assert!(encoder.push(&json!(1)).unwrap().is_none());
         assert_eq!(encoder.finish().unwrap().payload, b"[1]");
+    }
+
+    #[test]
+    fn fits_predicts_whether_push_starts_a_new_chunk() {
+        let mut encoder = ChunkEncoder::new(64);
+        let element = b"\"0123456789\"";
+        let mut pushed = 0;
+        while encoder.fits(element.len()) {
+            assert!(encoder.push_serialized(element).unwrap().is_none());
+            pushed += 1;
+        }
+        assert!(pushed > 1);
+        assert!(encoder.push_serialized(element).unwrap().is_some());
     }
 
     #[test]

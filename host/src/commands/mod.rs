@@ -2,6 +2,7 @@
 //! for humans (stderr) and pipelines (stdout).
 
 pub mod adapter;
+pub mod run;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,243 @@
+//! The sync service's side of the agent-gateway protocol over mTLS: Hello,
+//! GetConfig, heartbeats and run reports (PushStatus), device chunks
+//! (StreamStatus).
+
+use std::time::Duration;
+
+use sr_proto::limits::{
+    MAX_GRPC_MESSAGE_BYTES, SOURCE_RESULTS, SOURCE_STATUS, SYNC_RUN_SERVICE_NAME,
+    SYNC_SERVICE_NAME, SYNC_SERVICE_TYPE,
+};
+use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
+use sr_proto::monitoring::{
+    AgentConfigRequest, AgentConfigResponse, AgentHelloRequest, AgentHelloResponse,
+    GatewayServiceStatus, GatewayStatusChunk, GatewayStatusRequest,
+};
+use sr_proto::run_report::RunReport;
+use thiserror::Error;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::config::HostConfig;
+
+/// A failure talking to the gateway.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// Certificates or address are unusable.
+    #[error("gateway connection setup: {0}")]
+    Setup(String),
+    /// The gateway answered with an error status.
+    #[error("gateway refused {rpc}: {code:?}: {message}")]
+    Status {
+        /// The RPC.
+        rpc: &'static str,
+        /// gRPC status code.
+        code: tonic::Code,
+        /// The gateway's message.
+        message: String,
+    },
+}
+
+impl GatewayError {
+    /// Whether retrying the same request later can succeed (the gateway is
+    /// down or overloaded) rather than being refused for what was sent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Setup(_) => false,
+            Self::Status { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::Aborted
+                    | tonic::Code::Internal
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+            ),
+        }
+    }
+
+    fn status(rpc: &'static str, status: tonic::Status) -> Self {
+        Self::Status {
+            rpc,
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
+
+/// A connected (lazily) gateway client for one sync service.
+#[derive(Clone)]
+pub struct GatewayClient {
+    client: AgentGatewayServiceClient<Channel>,
+    component_id: String,
+}
+
+impl GatewayClient {
+    /// Builds the mTLS channel from the config's certificate files.
+    pub fn new(config: &HostConfig) -> Result<Self, GatewayError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| GatewayError::Setup(format!("reading {}: {e}", path.display())))
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&config.ca_file)?))
+            .identity(Identity::from_pem(
+                read(&config.cert_file)?,
+                read(&config.key_file)?,
+            ))
+            .domain_name(config.tls_server_name.clone());
+        let endpoint = Endpoint::from_shared(config.gateway_addr.clone())
+            .map_err(|e| GatewayError::Setup(format!("gateway_addr {}: {e}", config.gateway_addr)))?
+            .tls_config(tls)
+            .map_err(|e| GatewayError::Setup(format!("TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let client = AgentGatewayServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            component_id: config.component_id.clone(),
+        })
+    }
+
+    /// The component id this client speaks for.
+    pub fn component_id(&self) -> &str {
+        &self.component_id
+    }
+
+    /// Announces the sync service.
+    pub async fn hello(&self, config_version: &str) -> Result<AgentHelloResponse, GatewayError> {
+        let request = AgentHelloRequest {
+            agent_id: self.component_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: vec!["sync".to_string()],
+            hostname: hostname(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            config_version: config_version.to_string(),
+            config_source: "remote".to_string(),
+            ..Default::default()
+        };
+        self.client
+            .clone()
+            .hello(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| GatewayError::status("Hello", s))
+    }
+
+    /// Pulls the config; `not_modified` when `version` is current.
+    pub async fn get_config(&self, version: &str) -> Result<AgentConfigResponse, GatewayError> {
+        let request = AgentConfigRequest {
+            agent_id: self.component_id.clone(),
+            config_version: version.to_string(),
+        };
+        self.client
+            .clone()
+            .get_config(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| GatewayError::status("GetConfig", s))
+    }
+
+    /// Sends a heartbeat.
+    pub async fn heartbeat(&self) -> Result<(), GatewayError> {
+        self.push(SYNC_SERVICE_NAME, Vec::new(), "heartbeat").await
+    }
+
+    /// Reports a run's lifecycle.
+    pub async fn report_run(&self, report: &RunReport) -> Result<(), GatewayError> {
+        let message = serde_json::to_vec(report)
+            .map_err(|e| GatewayError::Setup(format!("encoding run report: {e}")))?;
+        self.push(SYNC_RUN_SERVICE_NAME, message, "run report")
+            .await
+    }
+
+    async fn push(
+        &self,
+        service_name: &str,
+        message: Vec<u8>,
+        _what: &str,
+    ) -> Result<(), GatewayError> {
+        let request = GatewayStatusRequest {
+            services: vec![GatewayServiceStatus {
+                service_name: service_name.to_string(),
+                available: true,
+                message,
+                service_type: SYNC_SERVICE_TYPE.to_string(),
+                agent_id: self.component_id.clone(),
+                source: SOURCE_STATUS.to_string(),
+                ..Default::default()
+            }],
+            agent_id: self.component_id.clone(),
+            timestamp: chrono::Utc::now().timestamp(),
+            ..Default::default()
+        };
+        self.client
+            .clone()
+            .push_status(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| GatewayError::status("PushStatus", s))
+    }
+
+    /// Sends one complete stream of result chunks (each a JSON array of
+    /// DeviceUpdates) and waits for the gateway's acknowledgement, which it
+    /// gives only after committing them.
+    pub async fn stream_results(
+        &self,
+        payloads: &[Vec<u8>],
+        partition: &str,
+    ) -> Result<(), GatewayError> {
+        let total = i32::try_from(payloads.len())
+            .map_err(|_| GatewayError::Setup("too many chunks in one stream".into()))?;
+        let now = chrono::Utc::now().timestamp();
+        let chunks: Vec<GatewayStatusChunk> = payloads
+            .iter()
+            .enumerate()
+            .map(|(index, payload)| GatewayStatusChunk {
+                services: vec![GatewayServiceStatus {
+                    service_name: SYNC_SERVICE_NAME.to_string(),
+                    available: true,
+                    message: payload.clone(),
+                    service_type: SYNC_SERVICE_TYPE.to_string(),
+                    agent_id: self.component_id.clone(),
+                    partition: partition.to_string(),
+                    source: SOURCE_RESULTS.to_string(),
+                    ..Default::default()
+                }],
+                agent_id: self.component_id.clone(),
+                timestamp: now,
+                partition: partition.to_string(),
+                is_final: index as i32 == total - 1,
+                chunk_index: index as i32,
+                total_chunks: total,
+                ..Default::default()
+            })
+            .collect();
+        let response = self
+            .client
+            .clone()
+            .stream_status(tokio_stream::iter(chunks))
+            .await
+            .map_err(|s| GatewayError::status("StreamStatus", s))?
+            .into_inner();
+        if response.received {
+            Ok(())
+        } else {
+            Err(GatewayError::Status {
+                rpc: "StreamStatus",
+                code: tonic::Code::Unknown,
+                message: "the gateway did not acknowledge the stream".into(),
+            })
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
