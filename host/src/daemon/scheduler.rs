@@ -58,6 +58,14 @@ struct Slot {
     runs: u64,
 }
 
+impl Slot {
+    /// Whether the slot may start a run (not running; in `once` mode, not
+    /// yet run).
+    fn idle(&self, once: bool) -> bool {
+        !self.running && (!once || self.runs == 0)
+    }
+}
+
 struct Completion {
     key: String,
     generation: u64,
@@ -89,7 +97,7 @@ pub async fn run(
         let due: Vec<String> = {
             let mut due: Vec<(&String, &Slot)> = slots
                 .iter()
-                .filter(|(_, s)| !s.running && s.next_due <= now && !(once && s.runs > 0))
+                .filter(|(_, s)| s.idle(once) && s.next_due <= now)
                 .collect();
             due.sort_by_key(|(_, s)| s.next_due);
             due.into_iter().map(|(k, _)| k.clone()).collect()
@@ -131,7 +139,7 @@ pub async fn run(
 
         let next_due = slots
             .values()
-            .filter(|s| !s.running && !(once && s.runs > 0))
+            .filter(|s| s.idle(once))
             .map(|s| s.next_due)
             .min();
         // Re-check at least every second: capacity may have freed up.
