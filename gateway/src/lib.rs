@@ -1,1 +1,3 @@
-//! placeholder
+//! ServiceRadar gateway.
+
+pub mod ingest;
