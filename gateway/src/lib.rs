@@ -1,1 +1,7 @@
-//! placeholder
+//! The ServiceRadar gateway: certificate identity, control plane, config
+//! delivery, device ingestion and sweep generation.
+//!
+//! - [`dire`]: the device identity reconciliation engine, which turns device
+//!   updates into canonical devices in a tenant's schema.
+
+pub mod dire;
