@@ -29,10 +29,15 @@ CREATE TABLE ocsf_devices (
     deleted_at        TIMESTAMPTZ
 );
 
--- At most one active device holds an IP in a partition.
+-- At most one active device holds an IP in a partition. Service components
+-- (`serviceradar:` ids: agents, gateways, sync services) are not inventory
+-- devices: they keep the IP they report without competing with the device
+-- an integration reports on the same host. DIRE's queries repeat this
+-- predicate verbatim so the planner can use the index.
 CREATE UNIQUE INDEX ocsf_devices_active_ip
     ON ocsf_devices (partition, ip)
-    WHERE ip IS NOT NULL AND merged_into IS NULL AND deleted_at IS NULL;
+    WHERE ip IS NOT NULL AND merged_into IS NULL AND deleted_at IS NULL
+      AND uid NOT LIKE 'serviceradar:%';
 
 CREATE INDEX ocsf_devices_agent ON ocsf_devices (agent_id)
     WHERE agent_id IS NOT NULL AND merged_into IS NULL AND deleted_at IS NULL;
@@ -70,7 +75,10 @@ CREATE TABLE discovered_devices (
     agent_id              TEXT,
     metadata              JSONB NOT NULL DEFAULT '{}'::jsonb,
     raw_data              JSONB,
-    sync_run_id           TEXT,
+    sync_run_id           TEXT,               -- run that last changed the row
+    -- Fingerprint of the staged content, written by DIRE so that a re-sync
+    -- of unchanged devices skips the row without writing or locking it.
+    content_hash          TEXT,
     first_seen            TIMESTAMPTZ NOT NULL,
     last_seen             TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (integration_source_id, source_device_id)

@@ -1,0 +1,196 @@
+//! What the planner decided for a batch: exactly the writes the store must
+//! make, nothing for what is unchanged.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::device_record::DeviceRecord;
+use super::identifiers::Confidence;
+use super::merge_rules::BlockReason;
+use super::snapshot::IdentifierKey;
+use super::stats::{BatchStats, SkipReason};
+
+/// A device row to insert or update (only rows that differ from the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceUpsert {
+    /// The full row as it must be after the batch.
+    pub record: DeviceRecord,
+    /// True when the row does not exist yet.
+    pub is_new: bool,
+}
+
+/// An identifier row to insert, move or refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentifierUpsert {
+    /// (type, value, partition).
+    pub key: IdentifierKey,
+    /// True when no row has this key yet (a plain insert suffices).
+    pub is_new: bool,
+    /// The device it points at.
+    pub device_id: String,
+    /// Strong or medium.
+    pub confidence: Confidence,
+    /// Source of the observation that wrote it.
+    pub source: Option<String>,
+    /// Used on insert only.
+    pub first_seen: DateTime<Utc>,
+    /// Time of the observation that wrote it.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A device whose stored active IP must be cleared before any device takes
+/// a new IP (the active-IP index checks every row immediately).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRelease {
+    /// The device.
+    pub device_id: String,
+    /// Its partition.
+    pub partition: String,
+    /// The IP it held.
+    pub ip: String,
+}
+
+/// An IP that moved from one device to another (churn, not identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpMove {
+    /// Partition.
+    pub partition: String,
+    /// The IP.
+    pub ip: String,
+    /// Device that held it.
+    pub from_device: String,
+    /// Device that holds it now.
+    pub to_device: String,
+}
+
+/// A merge: `from` is marked merged into `to`; its identifiers moved (they
+/// are among the identifier upserts) and the evidence explains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRecord {
+    /// The loser.
+    pub from: String,
+    /// The survivor.
+    pub to: String,
+    /// Partition of both.
+    pub partition: String,
+    /// `{reason, linked_by, moved_identifiers, observation}`; `unmerge`
+    /// reverses a merge from `moved_identifiers`.
+    pub evidence: Value,
+}
+
+/// A merge the rules refused; both devices stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockedMerge {
+    /// The device that was not merged.
+    pub from: String,
+    /// The device the update resolved to.
+    pub to: String,
+    /// Partition of both.
+    pub partition: String,
+    /// Why.
+    pub reason: BlockReason,
+    /// `{reason, linked_by, conflicts, observation}`.
+    pub evidence: Value,
+}
+
+/// A `discovered_devices` row: one per (integration source, source device).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedDevice {
+    /// True when the row does not exist yet (a plain insert suffices).
+    pub is_new: bool,
+    /// Integration source record.
+    pub integration_source_id: Uuid,
+    /// The source's own id.
+    pub source_device_id: String,
+    /// Integration type.
+    pub source: String,
+    /// Resolved canonical id.
+    pub device_id: String,
+    /// Partition.
+    pub partition: String,
+    /// Primary IP.
+    pub ip: Option<String>,
+    /// All IPs.
+    pub ip_addresses: Vec<String>,
+    /// All MACs.
+    pub mac_addresses: Vec<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Device type.
+    pub device_type: Option<String>,
+    /// Assigned agent.
+    pub agent_id: Option<String>,
+    /// The update's metadata.
+    pub metadata: Map<String, Value>,
+    /// The source's raw record.
+    pub raw_data: Option<Value>,
+    /// Run that reported it.
+    pub sync_run_id: Option<String>,
+    /// Observation time.
+    pub seen: DateTime<Utc>,
+    /// Fingerprint of the update staged (see
+    /// [`fingerprint`](super::observation::fingerprint)).
+    pub content_hash: String,
+}
+
+/// What became of one update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Reconciled onto this device.
+    Device(String),
+    /// Not reconciled.
+    Skipped(SkipReason),
+}
+
+/// The planner's output for one batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Changed or new device rows, ordered by id.
+    pub devices: Vec<DeviceUpsert>,
+    /// New, moved or refreshed identifier rows, ordered by key.
+    pub identifiers: Vec<IdentifierUpsert>,
+    /// Stored IPs to clear first.
+    pub ip_releases: Vec<IpRelease>,
+    /// IP moves, for the record.
+    pub ip_moves: Vec<IpMove>,
+    /// Merges, in decision order.
+    pub merges: Vec<MergeRecord>,
+    /// Refused merges, in decision order.
+    pub blocked_merges: Vec<BlockedMerge>,
+    /// New or changed staging rows, ordered by key.
+    pub staged: Vec<StagedDevice>,
+    /// One per update, in input order.
+    pub resolutions: Vec<Resolution>,
+    /// Counters.
+    pub stats: BatchStats,
+    /// Updates skipped as already applied whose device this plan changes:
+    /// the plan is void, plan again without skipping them.
+    pub replan: Vec<usize>,
+}
+
+impl Plan {
+    /// Devices this plan writes, clears an IP of, or merges.
+    pub fn touched_devices(&self) -> impl Iterator<Item = &str> {
+        self.devices
+            .iter()
+            .map(|d| d.record.uid.as_str())
+            .chain(self.ip_releases.iter().map(|r| r.device_id.as_str()))
+            .chain(
+                self.merges
+                    .iter()
+                    .flat_map(|m| [m.from.as_str(), m.to.as_str()]),
+            )
+            .chain(self.identifiers.iter().map(|i| i.device_id.as_str()))
+    }
+
+    /// True when the batch changes no device, identifier, IP or merge state
+    /// (staging rows may still need the store's change check).
+    pub fn changes_nothing_but_staging(&self) -> bool {
+        self.devices.is_empty()
+            && self.identifiers.is_empty()
+            && self.ip_releases.is_empty()
+            && self.merges.is_empty()
+            && self.blocked_merges.is_empty()
+    }
+}
