@@ -61,6 +61,8 @@ pub struct DecodeStats {
     pub dropped_oversized_fields: u64,
     /// Missing or unreadable timestamps (receive time used).
     pub defaulted_timestamps: u64,
+    /// Strings that carried NUL characters (removed: PostgreSQL cannot store them).
+    pub stripped_nul: u64,
 }
 
 impl DecodeStats {
@@ -76,6 +78,7 @@ impl DecodeStats {
         self.dropped_oversized_raw += other.dropped_oversized_raw;
         self.dropped_oversized_fields += other.dropped_oversized_fields;
         self.defaulted_timestamps += other.defaulted_timestamps;
+        self.stripped_nul += other.stripped_nul;
     }
 
     /// Whether anything was skipped or fixed.
@@ -86,6 +89,7 @@ impl DecodeStats {
                 + self.dropped_oversized_raw
                 + self.dropped_oversized_fields
                 + self.defaulted_timestamps
+                + self.stripped_nul
                 > 0
     }
 }
@@ -200,8 +204,44 @@ fn lenient(
     (update, defaulted)
 }
 
+/// Removes NUL characters, which PostgreSQL text and JSONB cannot hold.
+fn strip_nul(text: &mut String, stats: &mut DecodeStats) {
+    if text.contains('\0') {
+        text.retain(|c| c != '\0');
+        stats.stripped_nul += 1;
+    }
+}
+
 /// Applies the per-update rules shared by both decoding paths.
 fn sanitize(mut update: DeviceUpdate, stats: &mut DecodeStats) -> Option<DeviceUpdate> {
+    for field in [
+        &mut update.device_id,
+        &mut update.ip,
+        &mut update.source,
+        &mut update.agent_id,
+        &mut update.gateway_id,
+        &mut update.partition,
+    ] {
+        strip_nul(field, stats);
+    }
+    for field in [&mut update.hostname, &mut update.mac]
+        .into_iter()
+        .flatten()
+    {
+        strip_nul(field, stats);
+    }
+    if update
+        .metadata
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        let entries = std::mem::take(&mut update.metadata);
+        for (mut key, mut value) in entries {
+            strip_nul(&mut key, stats);
+            strip_nul(&mut value, stats);
+            update.metadata.insert(key, value);
+        }
+    }
     let ip = update.ip.trim();
     match ip.parse::<IpAddr>() {
         Ok(parsed) => update.ip = parsed.to_string(),
@@ -253,11 +293,20 @@ fn sanitize(mut update: DeviceUpdate, stats: &mut DecodeStats) -> Option<DeviceU
         }
         stats.dropped_oversized_metadata += (before - update.metadata.len()) as u64;
     }
-    if let Some(raw) = &update.raw_data
-        && serde_json::to_vec(raw).map_or(true, |b| b.len() > MAX_RAW_BYTES)
-    {
-        stats.dropped_oversized_raw += 1;
-        update.raw_data = None;
+    if let Some(raw) = &update.raw_data {
+        match serde_json::to_vec(raw) {
+            Ok(bytes) if bytes.len() <= MAX_RAW_BYTES => {
+                // JSONB cannot hold \u0000 either; such a raw record is dropped.
+                if bytes.windows(6).any(|w| w == b"\\u0000") {
+                    stats.stripped_nul += 1;
+                    update.raw_data = None;
+                }
+            }
+            _ => {
+                stats.dropped_oversized_raw += 1;
+                update.raw_data = None;
+            }
+        }
     }
     update.confidence = update.confidence.clamp(1, 10);
     Some(update)
@@ -335,6 +384,19 @@ mod tests {
         assert_eq!(out[1].ip, "10.0.0.4");
         assert_eq!(out[1].confidence, 10);
         assert!(!out[1].is_available);
+    }
+
+    #[test]
+    fn nul_characters_never_reach_the_database() {
+        let payload = r#"[{"ip":"10.0.0.1","source":"fa\u0000ker","timestamp":"2025-01-01T00:00:00Z",
+            "hostname":"h\u0000ost","metadata":{"k\u0000":"v\u0000"},"raw_data":{"x":"\u0000"}}]"#;
+        let (result, stats, out) = decode(payload);
+        result.unwrap();
+        assert_eq!(out[0].source, "faker");
+        assert_eq!(out[0].hostname.as_deref(), Some("host"));
+        assert_eq!(out[0].metadata["k"], "v");
+        assert_eq!(out[0].raw_data, None);
+        assert_eq!(stats.stripped_nul, 5);
     }
 
     #[test]
