@@ -8,10 +8,13 @@
 //! - [`egress`]: the policy and sender behind the guests' `wasi:http`.
 //! - [`adapter`]: a loaded adapter (description, digest, pre-linked component).
 //! - [`normalize`]: emitted devices → DeviceUpdates.
+//! - [`daemon`]: the sync service (`sr-sync run`).
+//! - [`enroll`]: fetching an edge onboarding package (`sr-sync enroll`).
 
 pub mod adapter;
 pub mod daemon;
 pub mod egress;
+pub mod enroll;
 pub mod local_run;
 pub mod normalize;
 pub mod registry;

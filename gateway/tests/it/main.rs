@@ -1,3 +1,13 @@
-//! The gateway's integration tests (one binary, one module per area).
+//! Integration tests of the gateway: real PostgreSQL (a database per test),
+//! real gRPC over real mTLS with certificates the gateway issued, the real
+//! admin API over HTTPS.
 
+mod bootstrap;
+mod config;
 mod dire;
+mod identity;
+mod onboarding;
+mod sources;
+mod status;
+mod support;
+mod tenants;
