@@ -21,7 +21,8 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayConfig, https_url_for, url_host};
 use crate::db::{self, DbError};
-use crate::grpc::{GatewayService, IngestNotAvailable, StreamIngest};
+use crate::grpc::{GatewayService, StreamIngest};
+use crate::ingest::DeviceIngest;
 use crate::state::{AppState, PublicEndpoints, StateError};
 
 /// How long shutdown waits for in-flight requests.
@@ -74,7 +75,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock),
-            ingest: Arc::new(IngestNotAvailable),
+            ingest: Arc::new(DeviceIngest::default()),
         }
     }
 }

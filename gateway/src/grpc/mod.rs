@@ -43,25 +43,6 @@ pub trait StreamIngest: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<GatewayStatusResponse, Status>>;
 }
 
-/// The ingest used until the device pipeline lands: refuses every stream.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IngestNotAvailable;
-
-impl StreamIngest for IngestNotAvailable {
-    fn stream_status(
-        &self,
-        _state: Arc<AppState>,
-        _peer: PeerIdentity,
-        _chunks: Streaming<GatewayStatusChunk>,
-    ) -> BoxFuture<'static, Result<GatewayStatusResponse, Status>> {
-        Box::pin(async {
-            Err(Status::unimplemented(
-                "device ingestion lands with the device pipeline",
-            ))
-        })
-    }
-}
-
 /// Component types allowed per RPC.
 pub const HELLO_TYPES: &[ComponentType] = &[ComponentType::Sync, ComponentType::Agent];
 /// Component types allowed to call GetConfig.

@@ -4,4 +4,8 @@
 //! acknowledged only after commit.
 
 pub mod decode;
+pub mod scope;
+pub mod service;
 pub mod stream_check;
+
+pub use service::DeviceIngest;

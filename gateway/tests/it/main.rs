@@ -6,6 +6,7 @@ mod bootstrap;
 mod config;
 mod dire;
 mod identity;
+mod ingest;
 mod onboarding;
 mod sources;
 mod status;

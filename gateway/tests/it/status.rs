@@ -1,11 +1,9 @@
 //! Sync service status from heartbeats (injected clock, no sleeping), run
-//! reports, and the StreamStatus placeholder.
+//! reports.
 
 use reqwest::Method;
 use serde_json::Value;
-use sr_proto::monitoring::{
-    AgentHelloRequest, GatewayServiceStatus, GatewayStatusChunk, GatewayStatusRequest,
-};
+use sr_proto::monitoring::{AgentHelloRequest, GatewayServiceStatus, GatewayStatusRequest};
 use sr_proto::run_report::{RunPhase, RunReport};
 use tonic::Code;
 
@@ -224,30 +222,5 @@ async fn run_reports_update_bookkeeping_and_failures_degrade_the_service() {
     unknown.services[0].service_name = "icmp".into();
     let status = client.push_status(unknown).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn stream_status_waits_for_the_device_pipeline() {
-    let gw = TestGateway::start().await;
-    let mut client = gw.platform_sync_client();
-    let chunks = futures::stream::iter(vec![GatewayStatusChunk {
-        is_final: true,
-        total_chunks: 1,
-        ..Default::default()
-    }]);
-    let status = client.stream_status(chunks).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(
-        status.message(),
-        "device ingestion lands with the device pipeline"
-    );
-    // Still authenticated first: a checker is refused before that.
-    let status = gw
-        .platform_client(sr_gateway::identity::ComponentType::Checker, "c1")
-        .stream_status(futures::stream::iter(Vec::<GatewayStatusChunk>::new()))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
     gw.stop().await;
 }

@@ -1,0 +1,331 @@
+//! StreamStatus ingestion over real mTLS: scoped by certificate, validated
+//! chunk by chunk, reconciled into the tenant schema, acknowledged after
+//! commit; a rejected stream writes nothing.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sr_gateway::identity::ComponentType;
+use sr_proto::monitoring::{GatewayServiceStatus, GatewayStatusChunk};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{GrpcClient, TestGateway, faker_source};
+
+/// A tenant with one faker source assigned to the platform sync.
+async fn tenant_with_source(gw: &TestGateway, slug: &str) -> (Uuid, Uuid) {
+    let tenant = gw.create_tenant(slug).await;
+    let (status, source) = gw
+        .admin(
+            Method::POST,
+            &format!("/api/v1/tenants/{slug}/integration-sources"),
+            Some(faker_source("faker")),
+        )
+        .await;
+    assert!(status.is_success(), "{source}");
+    (
+        Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap(),
+        Uuid::parse_str(source["id"].as_str().unwrap()).unwrap(),
+    )
+}
+
+fn update(i: u32, tenant: Uuid, source: Uuid) -> Value {
+    json!({
+        "ip": format!("10.1.{}.{}", i / 250, i % 250 + 1),
+        "source": "faker",
+        "timestamp": "2025-01-01T00:00:00Z",
+        "hostname": format!("host-{i}"),
+        "mac": format!("A0:00:00:00:{:02X}:{:02X}", i / 256, i % 256),
+        "metadata": {
+            "integration_type": "faker",
+            "integration_id": i.to_string(),
+            "integration_source_id": source.to_string(),
+            "tenant_id": tenant.to_string(),
+        },
+        "is_available": true,
+        "confidence": 7
+    })
+}
+
+fn chunk(agent_id: &str, index: i32, total: i32, payload: Vec<u8>) -> GatewayStatusChunk {
+    GatewayStatusChunk {
+        agent_id: agent_id.to_string(),
+        chunk_index: index,
+        total_chunks: total,
+        is_final: index == total - 1,
+        services: vec![GatewayServiceStatus {
+            service_name: "sync".into(),
+            service_type: "sync".into(),
+            source: "results".into(),
+            available: true,
+            message: payload,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn payload(updates: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(updates).unwrap()
+}
+
+async fn send(
+    client: &mut GrpcClient,
+    chunks: Vec<GatewayStatusChunk>,
+) -> Result<(), tonic::Status> {
+    client
+        .stream_status(futures::stream::iter(chunks))
+        .await
+        .map(|r| assert!(r.into_inner().received))
+}
+
+async fn tenant_rows(gw: &TestGateway, tenant: Uuid, table: &str) -> i64 {
+    let schema = sr_gateway::db::tenant_schema_name(tenant);
+    sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".{table}"))
+        .fetch_one(gw.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn platform_sync_stream_is_reconciled_into_the_sources_tenant() {
+    let gw = TestGateway::start().await;
+    let (tenant, source) = tenant_with_source(&gw, "acme").await;
+    let mut client = gw.platform_sync_client();
+    let updates: Vec<Value> = (0..300).map(|i| update(i, tenant, source)).collect();
+    let chunks = vec![
+        chunk("platform-sync", 0, 3, payload(&updates[..100])),
+        chunk("platform-sync", 1, 3, payload(&updates[100..200])),
+        chunk("platform-sync", 2, 3, payload(&updates[200..])),
+    ];
+    send(&mut client, chunks.clone()).await.unwrap();
+    assert_eq!(tenant_rows(&gw, tenant, "ocsf_devices").await, 300);
+    assert_eq!(tenant_rows(&gw, tenant, "discovered_devices").await, 300);
+    // At-least-once: the same stream again changes nothing.
+    send(&mut client, chunks).await.unwrap();
+    assert_eq!(tenant_rows(&gw, tenant, "ocsf_devices").await, 300);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_streams_are_rejected_precisely_and_write_nothing() {
+    let gw = TestGateway::start().await;
+    let (tenant, source) = tenant_with_source(&gw, "acme").await;
+    let mut client = gw.platform_sync_client();
+    let good = payload(&[update(1, tenant, source)]);
+    let cases: Vec<(&str, Vec<GatewayStatusChunk>, Code, &str)> = vec![
+        (
+            "out-of-order index",
+            vec![
+                chunk("platform-sync", 0, 3, good.clone()),
+                chunk("platform-sync", 2, 3, good.clone()),
+            ],
+            Code::InvalidArgument,
+            "chunk_index 2 is out of order (expected 1)",
+        ),
+        (
+            "changing total",
+            vec![
+                chunk("platform-sync", 0, 3, good.clone()),
+                chunk("platform-sync", 1, 4, good.clone()),
+            ],
+            Code::InvalidArgument,
+            "changed within the stream",
+        ),
+        (
+            "no final chunk",
+            vec![
+                chunk("platform-sync", 0, 3, good.clone()),
+                chunk("platform-sync", 1, 3, good.clone()),
+            ],
+            Code::InvalidArgument,
+            "ended after 2 of 3 chunks without a final chunk",
+        ),
+        (
+            "payload over the limit",
+            vec![chunk(
+                "platform-sync",
+                0,
+                1,
+                vec![b' '; 15 * 1024 * 1024 + 1],
+            )],
+            Code::ResourceExhausted,
+            "over the 15728640-byte limit",
+        ),
+        (
+            "invalid JSON",
+            vec![
+                chunk("platform-sync", 0, 2, good.clone()),
+                chunk("platform-sync", 1, 2, b"[{\"ip\":".to_vec()),
+            ],
+            Code::InvalidArgument,
+            "chunk 1, service 0: invalid JSON",
+        ),
+        (
+            "not an array",
+            vec![chunk(
+                "platform-sync",
+                0,
+                1,
+                serde_json::to_vec(&update(1, tenant, source)).unwrap(),
+            )],
+            Code::InvalidArgument,
+            "must be a JSON array",
+        ),
+        (
+            "agent_id not the certificate's",
+            vec![chunk("someone-else", 0, 1, good.clone())],
+            Code::PermissionDenied,
+            "does not match the certificate's component id",
+        ),
+        (
+            "no integration source from the platform sync",
+            vec![chunk(
+                "platform-sync",
+                0,
+                1,
+                payload(&[
+                    json!({"ip": "10.9.9.9", "source": "faker", "timestamp": "2025-01-01T00:00:00Z"}),
+                ]),
+            )],
+            Code::InvalidArgument,
+            "integration_source_id is required",
+        ),
+    ];
+    for (name, chunks, code, needle) in cases {
+        let status = send(&mut client, chunks).await.unwrap_err();
+        assert_eq!(status.code(), code, "{name}: {}", status.message());
+        assert!(
+            status.message().contains(needle),
+            "{name}: {}",
+            status.message()
+        );
+        assert_eq!(
+            tenant_rows(&gw, tenant, "ocsf_devices").await,
+            0,
+            "{name} wrote devices"
+        );
+        assert_eq!(
+            tenant_rows(&gw, tenant, "discovered_devices").await,
+            0,
+            "{name} staged devices"
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn edge_sync_streaming_for_another_tenant_is_denied_and_writes_nothing() {
+    let gw = TestGateway::start().await;
+    let (tenant_a, _) = tenant_with_source(&gw, "acme").await;
+    let (tenant_b, source_b) = tenant_with_source(&gw, "globex").await;
+    let (_dir, mut edge_a) = gw.enroll_edge("acme", "sync", "edge-a").await;
+    let hello = edge_a
+        .hello(sr_proto::monitoring::AgentHelloRequest {
+            agent_id: "edge-a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(hello.into_inner().accepted);
+
+    // Claims tenant B in the metadata.
+    let claim_b = payload(&[
+        json!({"ip": "10.0.0.1", "source": "faker", "timestamp": "2025-01-01T00:00:00Z",
+        "metadata": {"tenant_id": tenant_b.to_string(), "integration_id": "1"}}),
+    ]);
+    let status = send(&mut edge_a, vec![chunk("edge-a", 0, 1, claim_b)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    // Names tenant B's source.
+    let status = send(
+        &mut edge_a,
+        vec![chunk(
+            "edge-a",
+            0,
+            1,
+            payload(&[update(1, tenant_b, source_b)]),
+        )],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("not assigned to this sync service"),
+        "{}",
+        status.message()
+    );
+    // The tenant field of the chunk itself.
+    let mut spoofed = chunk("edge-a", 0, 1, payload(&[]));
+    spoofed.tenant_id = tenant_b.to_string();
+    let status = send(&mut edge_a, vec![spoofed]).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+
+    for tenant in [tenant_a, tenant_b] {
+        assert_eq!(tenant_rows(&gw, tenant, "ocsf_devices").await, 0);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_device_updates_are_skipped_not_fatal() {
+    let gw = TestGateway::start().await;
+    let (tenant, source) = tenant_with_source(&gw, "acme").await;
+    let mut client = gw.platform_sync_client();
+    let mut non_string = update(2, tenant, source);
+    non_string["metadata"]["armis_device_id"] = json!(12345);
+    let mut giant = update(3, tenant, source);
+    giant["metadata"]["notes"] = json!("x".repeat(20_000));
+    let batch = vec![
+        update(1, tenant, source),
+        json!({"ip": "999.1.1.1", "source": "faker", "metadata": {"integration_source_id": source.to_string()}}),
+        json!("not an object"),
+        non_string,
+        giant,
+    ];
+    send(
+        &mut client,
+        vec![chunk("platform-sync", 0, 1, payload(&batch))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(tenant_rows(&gw, tenant, "ocsf_devices").await, 3);
+    let armis_ids: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".device_identifiers WHERE identifier_type = 'armis_device_id'",
+        sr_gateway::db::tenant_schema_name(tenant)
+    ))
+    .fetch_one(gw.pool())
+    .await
+    .unwrap();
+    assert_eq!(armis_ids, 0, "a non-string identifier is ignored");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_sync_services_may_stream() {
+    let gw = TestGateway::start().await;
+    let status = gw
+        .platform_client(ComponentType::Checker, "c1")
+        .stream_status(futures::stream::iter(Vec::<GatewayStatusChunk>::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    gw.stop().await;
+}
