@@ -1,11 +1,14 @@
 //! Test support shared by the workspace's suites.
 //!
+//! - [`binaries`]: builds and locates the workspace binaries for tests
+//!   that run real processes.
 //! - [`components`]: builds the adapter components in `plugins/` (once per
 //!   test process; cargo itself skips the build when nothing changed) and
 //!   returns their paths.
 //! - [`pg`]: a throwaway PostgreSQL database per test, dropped afterwards.
 //! - [`net`]: free loopback ports.
 
+pub mod binaries;
 pub mod components;
 pub mod net;
 pub mod pg;

@@ -1,1 +1,1 @@
-
+//! The end-to-end suite lives in `it/`; this crate has no library code.

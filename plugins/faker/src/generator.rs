@@ -156,7 +156,7 @@ pub struct FakeDevice {
     pub tags: Vec<String>,
     /// RFC 3339, in 2024.
     pub first_seen: String,
-    /// RFC 3339, on 2025-01-01.
+    /// RFC 3339: on 2025-01-01 in run 0, one day later per run.
     pub last_seen: String,
     /// 0–99, like Armis' risk level.
     pub risk_level: u8,
@@ -305,7 +305,9 @@ pub fn device(params: &Params, run: u64, index: u64) -> FakeDevice {
             .to_string(),
         ],
         first_seen: rfc3339(FIRST_SEEN_EPOCH + day * 86_400 + second_of_day),
-        last_seen: rfc3339(LAST_SEEN_EPOCH + second_of_day),
+        // Each run re-observes the inventory a day later, as a real source
+        // would: observations of a later run are newer than earlier ones.
+        last_seen: rfc3339(LAST_SEEN_EPOCH + run * 86_400 + second_of_day),
         risk_level: (hash3(params.seed, 0x415C, id) % 100) as u8,
         site: SITES[((index / 254) % 8) as usize],
     }
@@ -521,6 +523,7 @@ mod tests {
         assert_eq!(d.device_type, "Switch");
         assert_eq!(d.first_seen, "2024-01-01T00:00:00Z");
         assert_eq!(d.last_seen, "2025-01-01T00:00:00Z");
+        assert_eq!(device(&p, 2, 0).last_seen, "2025-01-03T00:00:00Z");
         assert_eq!(d.tags, ["faker", "switch", "env:lab"]);
         assert_eq!(a[10].hostname, "FAKER-DEL-RTR-00011");
         assert_eq!(device(&p, 0, 123_455).hostname, "FAKER-DEL-FW-123456");
