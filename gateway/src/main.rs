@@ -1,4 +1,6 @@
-//! `sr-gateway`: bootstrap an installation, serve, mint admin tokens.
+//! `sr-gateway`: bootstrap an installation, serve, mint admin tokens, demo.
+
+mod commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,11 +60,20 @@ enum Command {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// Run the whole system on loopback: a throwaway database and
+    /// installation, the gateway, a tenant with a Faker integration, and the
+    /// platform sync; prints a summary.
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo tells its own story; the gateway inside it logs only problems.
+    init_tracing(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             handle.shutdown().await?;
             Ok(())
         }
+        Command::Demo(args) => commands::demo::run(args).await,
         Command::AdminToken { config, name } => {
             let config = GatewayConfig::load(&config)?;
             let token = bootstrap::mint_platform_token(&config.database_url, &name).await?;
@@ -166,9 +178,9 @@ fn print_report(r: &BootstrapReport) {
     );
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

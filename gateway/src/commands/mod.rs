@@ -1,0 +1,3 @@
+//! Binary-only subcommands.
+
+pub mod demo;
