@@ -6,7 +6,8 @@
 //! sources ([`integration_sources`]) in PostgreSQL ([`db`]), and delivers each
 //! sync service its versioned config document ([`config_doc`],
 //! [`config_delivery`]) over gRPC ([`grpc`]). Device data arrives through
-//! [`ingest`] and is reconciled by [`dire`] into the tenant's schema.
+//! [`ingest`] and is reconciled by [`dire`] into the tenant's schema;
+//! [`sweep`] turns a tenant's devices into agents' sweep configs.
 //! Operators use the HTTPS admin API ([`admin`]). [`server`] starts both
 //! listeners; [`bootstrap`] creates a new installation.
 
@@ -28,6 +29,7 @@ pub mod pki;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod sweep;
 pub mod sync_services;
 pub mod tenants;
 

@@ -1,0 +1,137 @@
+//! The agent's side of the agent-gateway protocol over mTLS: Hello and
+//! GetConfig.
+
+use std::time::Duration;
+
+use sr_proto::limits::MAX_GRPC_MESSAGE_BYTES;
+use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
+use sr_proto::monitoring::{
+    AgentConfigRequest, AgentConfigResponse, AgentHelloRequest, AgentHelloResponse,
+};
+use thiserror::Error;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::AgentConfig;
+
+/// Capability an agent announces in Hello.
+pub const SWEEP_CAPABILITY: &str = "sweep";
+
+/// A failure talking to the gateway.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Certificates or address are unusable.
+    #[error("gateway connection setup: {0}")]
+    Setup(String),
+    /// The call failed: the gateway is unreachable or answered an error.
+    #[error("{rpc} failed: {code:?}: {message}")]
+    Status {
+        /// The RPC.
+        rpc: &'static str,
+        /// gRPC status code.
+        code: tonic::Code,
+        /// The message, with the transport's cause when there is one.
+        message: String,
+    },
+}
+
+impl ClientError {
+    fn status(rpc: &'static str, status: tonic::Status) -> Self {
+        let mut message = status.message().to_string();
+        // Transport failures say only "transport error"; the cause is below.
+        let mut cause = std::error::Error::source(&status);
+        while let Some(inner) = cause {
+            message.push_str(": ");
+            message.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        Self::Status {
+            rpc,
+            code: status.code(),
+            message,
+        }
+    }
+}
+
+/// A lazily connected mTLS client for one agent.
+#[derive(Clone)]
+pub struct GatewayClient {
+    client: AgentGatewayServiceClient<Channel>,
+    component_id: String,
+}
+
+impl GatewayClient {
+    /// Builds the mTLS channel from the config's certificate files; nothing
+    /// is dialled until the first call.
+    pub fn new(config: &AgentConfig) -> Result<Self, ClientError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| ClientError::Setup(format!("reading {}: {e}", path.display())))
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&config.ca_file)?))
+            .identity(Identity::from_pem(
+                read(&config.cert_file)?,
+                read(&config.key_file)?,
+            ))
+            .domain_name(config.tls_server_name.clone());
+        let endpoint = Endpoint::from_shared(config.gateway_addr.clone())
+            .map_err(|e| ClientError::Setup(format!("gateway_addr {}: {e}", config.gateway_addr)))?
+            .tls_config(tls)
+            .map_err(|e| ClientError::Setup(format!("TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        let client = AgentGatewayServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            component_id: config.component_id.clone(),
+        })
+    }
+
+    /// Announces the agent. `config_source` is `remote`, `local` or
+    /// `default` (see [`crate::poll::ConfigSource`]).
+    pub async fn hello(
+        &self,
+        config_version: &str,
+        config_source: &str,
+    ) -> Result<AgentHelloResponse, ClientError> {
+        let request = AgentHelloRequest {
+            agent_id: self.component_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: vec![SWEEP_CAPABILITY.to_string()],
+            hostname: hostname(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            config_version: config_version.to_string(),
+            config_source: config_source.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .clone()
+            .hello(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| ClientError::status("Hello", s))
+    }
+
+    /// Pulls the config; `not_modified` when `version` is current.
+    pub async fn get_config(&self, version: &str) -> Result<AgentConfigResponse, ClientError> {
+        let request = AgentConfigRequest {
+            agent_id: self.component_id.clone(),
+            config_version: version.to_string(),
+        };
+        self.client
+            .clone()
+            .get_config(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| ClientError::status("GetConfig", s))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
