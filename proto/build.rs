@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Ordered maps: the same message always encodes to the same bytes.
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

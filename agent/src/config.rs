@@ -37,7 +37,14 @@ struct RawConfig {
     cert_file: String,
     key_file: String,
     ca_file: String,
+    /// Where the effective sweep config is written; `sweep.json` next to the
+    /// config file when absent (the file an enrolled agent's config omits).
+    #[serde(default = "default_sweep_file")]
     sweep_file: String,
+}
+
+fn default_sweep_file() -> String {
+    "sweep.json".to_string()
 }
 
 /// The resolved agent configuration.
@@ -127,6 +134,13 @@ mod tests {
         assert_eq!(config.cert_file, Path::new("/etc/sr/agent.pem"));
         assert_eq!(config.ca_file, Path::new("/etc/ca.pem"));
         assert_eq!(config.sweep_file, Path::new("/etc/sr/sweep/sweep.json"));
+    }
+
+    #[test]
+    fn an_enrolled_config_without_sweep_file_writes_next_to_it() {
+        let enrolled = MINIMAL.replace(r#", "sweep_file": "sweep/sweep.json""#, "");
+        let config = AgentConfig::parse(&enrolled, Path::new("/etc/sr")).unwrap();
+        assert_eq!(config.sweep_file, Path::new("/etc/sr/sweep.json"));
     }
 
     #[test]

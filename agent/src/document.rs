@@ -393,7 +393,7 @@ pub fn typed_to_value(config: &SweepConfig) -> Value {
     value
 }
 
-fn metadata_label(metadata: &std::collections::HashMap<String, String>) -> Option<String> {
+fn metadata_label(metadata: &std::collections::BTreeMap<String, String>) -> Option<String> {
     metadata
         .get("query_label")
         .filter(|l| !l.is_empty())

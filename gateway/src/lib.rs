@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod sweep;
+pub mod sweep_delivery;
 pub mod sync_services;
 pub mod tenants;
 

@@ -94,6 +94,8 @@ pub struct AppState {
     pub known_source_types: BTreeSet<String>,
     /// Config documents per sync service.
     pub config_cache: ConfigCache,
+    /// Sweep configs per (tenant, agent).
+    pub sweep_cache: crate::sweep_delivery::SweepCache,
     /// Tenant CA fingerprint → tenant (tenant CAs never change).
     issuers: RwLock<HashMap<String, IssuerKind>>,
     /// Parsed peer chains by chain digest (parsing and signature checks are
@@ -162,6 +164,7 @@ impl AppState {
             clock,
             endpoints,
             config_cache: ConfigCache::default(),
+            sweep_cache: crate::sweep_delivery::SweepCache::default(),
             issuers: RwLock::new(HashMap::new()),
             identities: Mutex::new(HashMap::new()),
         })

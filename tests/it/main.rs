@@ -5,3 +5,4 @@
 mod edge;
 mod pipeline;
 mod support;
+mod sweep;

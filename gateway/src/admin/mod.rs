@@ -11,6 +11,7 @@ pub mod problem;
 
 mod onboarding;
 mod sources;
+mod sweep;
 mod sync_services;
 mod tenants;
 
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-/// The admin API router. Add new resources (devices, sweep preview) here.
+/// The admin API router.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/tenants", post(tenants::create).get(tenants::list))
@@ -42,6 +43,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/tenants/{tenant}/sync-services",
             get(sync_services::list_for_tenant),
+        )
+        .route(
+            "/tenants/{tenant}/agents/{agent_id}/sweep",
+            get(sweep::preview),
         )
         .route("/sync-services", get(sync_services::list_all))
         .route("/sync-services/{id}", get(sync_services::get))

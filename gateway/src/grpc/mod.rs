@@ -101,6 +101,41 @@ impl GatewayService {
     }
 }
 
+impl GatewayService {
+    /// GetConfig for a monitoring agent: its tenant's devices assigned to it,
+    /// as a sweep config (typed, field 10, and under `config_json["sweep"]`).
+    async fn agent_config(
+        &self,
+        peer: &PeerIdentity,
+        version: &str,
+    ) -> Result<Response<AgentConfigResponse>, Status> {
+        let sweep = crate::sweep_delivery::agent_sweep(
+            &self.state.pool,
+            &self.state.sweep_cache,
+            peer.tenant_id,
+            &peer.component_id,
+            self.state.clock.now(),
+        )
+        .await
+        .map_err(|e| auth::internal("building the sweep config", &e))?;
+        let not_modified = !version.is_empty() && version == sweep.version;
+        Ok(Response::new(AgentConfigResponse {
+            not_modified,
+            config_version: sweep.version.clone(),
+            config_timestamp: sweep.built_at.timestamp(),
+            heartbeat_interval_sec: self.heartbeat_interval_sec(),
+            config_poll_interval_sec: self.config_poll_interval_sec(),
+            checks: Vec::new(),
+            config_json: if not_modified {
+                Vec::new()
+            } else {
+                sweep.config_json.to_vec()
+            },
+            sweep: (!not_modified).then(|| sweep.proto.clone()),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl AgentGatewayService for GatewayService {
     async fn hello(
@@ -171,10 +206,8 @@ impl AgentGatewayService for GatewayService {
         require_type("GetConfig", &peer, GET_CONFIG_TYPES)?;
         let req = request.into_inner();
         check_agent_id(&peer, &req.agent_id)?;
-        if peer.component_type != ComponentType::Sync {
-            return Err(Status::unimplemented(
-                "configuration for agents (sweep) lands with sweep generation",
-            ));
+        if peer.component_type == ComponentType::Agent {
+            return self.agent_config(&peer, &req.config_version).await;
         }
         let config = self.sync_config(&peer).await?;
         let not_modified = !req.config_version.is_empty() && req.config_version == config.version;

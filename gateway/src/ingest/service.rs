@@ -145,6 +145,12 @@ impl DeviceIngest {
         let stats = reconcile(&mut tx, &schema, &updates, &self.reconcile)
             .await
             .map_err(|e| storage_status("reconciling devices", e))?;
+        if stats.new_devices + stats.updated_devices + stats.merges + stats.ip_moves > 0 {
+            // Agents' sweep configs of this tenant are rebuilt on their next poll.
+            crate::sweep_delivery::mark_devices_changed(&mut tx, tenant_id)
+                .await
+                .map_err(|e| storage_status("recording the device change", e))?;
+        }
         tx.commit()
             .await
             .map_err(|e| storage_status("committing", e))?;

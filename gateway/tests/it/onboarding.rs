@@ -334,11 +334,28 @@ async fn agents_are_onboarded_too_and_re_enrollment_retires_the_old_certificate(
         .into_inner();
     assert!(answer.accepted);
     assert_eq!(answer.tenant_slug, "acme");
+    // An agent with no devices assigned gets a present-but-empty sweep.
+    let config = agent
+        .get_config(AgentConfigRequest {
+            agent_id: "agent-7".into(),
+            config_version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sweep = config.sweep.expect("typed sweep section");
+    assert!(sweep.device_targets.is_empty() && sweep.networks.is_empty());
+    let json: serde_json::Value = serde_json::from_slice(&config.config_json).unwrap();
+    assert!(json["sweep"].is_object(), "{json}");
+    // Someone else's agent id is refused.
     let status = agent
-        .get_config(AgentConfigRequest::default())
+        .get_config(AgentConfigRequest {
+            agent_id: "agent-8".into(),
+            config_version: String::new(),
+        })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(status.code(), Code::PermissionDenied);
     // Agents get no SyncService record.
     let (_, services) = gw
         .admin(Method::GET, "/api/v1/tenants/acme/sync-services", None)

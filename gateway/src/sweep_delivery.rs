@@ -1,0 +1,202 @@
+//! Sweep configs for monitoring agents: built from the tenant's active
+//! devices assigned to the agent (pure generation in [`crate::sweep`]),
+//! cached per (tenant, agent) and rebuilt only when the tenant's devices
+//! (`tenants.data_generation`) or any source config (`config_generation`)
+//! changed — one cheap query per GetConfig otherwise.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool, Row};
+use sr_proto::monitoring::SweepConfig;
+use sr_proto::sync_config::SourceConfig;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::sweep::{SweepDefaults, SweepDevice, SweepDocument, SweepSource, SweepStats, generate};
+
+/// Building an agent's sweep failed.
+#[derive(Debug, Error)]
+pub enum SweepDeliveryError {
+    /// The tenant does not exist.
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(Uuid),
+    /// A query failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Encoding failed.
+    #[error("encoding the sweep config: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// One agent's sweep, ready to serve.
+#[derive(Debug)]
+pub struct AgentSweep {
+    /// The config version (the document's content hash).
+    pub version: String,
+    /// When it was built.
+    pub built_at: DateTime<Utc>,
+    /// `{"sweep": …}`, the `config_json` of the response.
+    pub config_json: Bytes,
+    /// The typed form (AgentConfigResponse field 10).
+    pub proto: SweepConfig,
+    /// The document (for the admin preview).
+    pub document: SweepDocument,
+    /// What generation skipped or fixed.
+    pub stats: SweepStats,
+    data_generation: i64,
+    config_generation: i64,
+}
+
+/// Built sweeps by (tenant, agent id).
+#[derive(Debug, Default)]
+pub struct SweepCache {
+    entries: Mutex<HashMap<(Uuid, String), Arc<AgentSweep>>>,
+}
+
+/// Records, inside an ingest transaction, that a tenant's devices changed.
+pub async fn mark_devices_changed(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1")
+        .bind(tenant_id)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// The current sweep of `agent_id` in `tenant_id`.
+pub async fn agent_sweep(
+    pool: &PgPool,
+    cache: &SweepCache,
+    tenant_id: Uuid,
+    agent_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Arc<AgentSweep>, SweepDeliveryError> {
+    let row = sqlx::query(
+        "SELECT t.data_generation, t.slug, t.schema_name, (SELECT value FROM platform.config_generation) AS config_generation \
+         FROM platform.tenants t WHERE t.id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(SweepDeliveryError::UnknownTenant(tenant_id))?;
+    let data_generation: i64 = row.try_get("data_generation")?;
+    let config_generation: i64 = row.try_get("config_generation")?;
+    let key = (tenant_id, agent_id.to_string());
+    if let Some(hit) = lock(cache).get(&key)
+        && hit.data_generation == data_generation
+        && hit.config_generation == config_generation
+    {
+        return Ok(hit.clone());
+    }
+    let schema: String = row.try_get("schema_name")?;
+    let slug: String = row.try_get("slug")?;
+    let (devices, sources) = load(pool, tenant_id, &slug, &schema, agent_id).await?;
+    let generated = generate(&devices, &sources, &SweepDefaults::default());
+    let sweep = Arc::new(AgentSweep {
+        version: generated.config_version().to_string(),
+        built_at: now,
+        config_json: Bytes::from(generated.document.agent_config_json()),
+        proto: generated.document.to_proto(),
+        document: generated.document,
+        stats: generated.stats,
+        data_generation,
+        config_generation,
+    });
+    lock(cache).insert(key, sweep.clone());
+    Ok(sweep)
+}
+
+fn lock(cache: &SweepCache) -> std::sync::MutexGuard<'_, HashMap<(Uuid, String), Arc<AgentSweep>>> {
+    cache.entries.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The agent's devices and the tenant's source settings.
+async fn load(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    slug: &str,
+    schema: &str,
+    agent_id: &str,
+) -> Result<(Vec<SweepDevice>, Vec<SweepSource>), SweepDeliveryError> {
+    let schema =
+        crate::db::quoted_schema(schema).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    // Assigned to the agent: by the device's own agent, or through the
+    // integration source that reported it.
+    let rows = sqlx::query(&format!(
+        "SELECT d.uid, d.ip, d.hostname, d.partition, d.discovery_sources, d.metadata \
+         FROM {schema}.ocsf_devices d \
+         WHERE d.merged_into IS NULL AND d.deleted_at IS NULL AND d.uid IN ( \
+             SELECT uid FROM {schema}.ocsf_devices WHERE agent_id = $1 \
+             UNION \
+             SELECT dd.device_id FROM {schema}.discovered_devices dd \
+             JOIN platform.integration_sources s ON s.id = dd.integration_source_id \
+             WHERE s.tenant_id = $2 AND s.agent_id = $1 AND dd.device_id IS NOT NULL)"
+    ))
+    .bind(agent_id)
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await?;
+    let mut devices = Vec::with_capacity(rows.len());
+    for row in rows {
+        devices.push(SweepDevice::from_row(
+            row.try_get("uid")?,
+            row.try_get("ip")?,
+            row.try_get("hostname")?,
+            row.try_get("partition")?,
+            row.try_get("discovery_sources")?,
+            row.try_get::<Value, _>("metadata")?,
+        ));
+    }
+
+    let source_rows = sqlx::query(
+        "SELECT id, name, source_type, endpoint, queries, sweep_interval, partition, agent_id, \
+                network_blacklist, settings, sync_service_id \
+         FROM platform.integration_sources WHERE tenant_id = $1 AND enabled",
+    )
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await?;
+    let mut sources = Vec::with_capacity(source_rows.len());
+    let mut broken = Vec::new();
+    for row in source_rows {
+        let id: Uuid = row.try_get("id")?;
+        let config: SourceConfig = serde_json::from_value(json!({
+            "id": id.to_string(),
+            "name": row.try_get::<String, _>("name")?,
+            "type": row.try_get::<String, _>("source_type")?,
+            "endpoint": row.try_get::<String, _>("endpoint")?,
+            "queries": row.try_get::<Value, _>("queries")?,
+            "sweep_interval": row.try_get::<Option<String>, _>("sweep_interval")?,
+            "partition": row.try_get::<String, _>("partition")?,
+            "agent_id": row.try_get::<String, _>("agent_id")?,
+            "network_blacklist": row.try_get::<Vec<String>, _>("network_blacklist")?,
+            "settings": row.try_get::<Value, _>("settings")?,
+            "tenant_id": tenant_id.to_string(),
+            "tenant_slug": slug,
+            "sync_service_id": row.try_get::<Uuid, _>("sync_service_id")?.to_string(),
+        }))?;
+        match SweepSource::from_source_config(&config) {
+            Ok(source) => sources.push(source),
+            Err(error) => {
+                // Never sweep devices without their source's blacklist.
+                tracing::error!(tenant = %slug, integration_id = %id, field = %error.field,
+                    error = %error.message, "sweep settings unusable; the source's devices are left out");
+                broken.push(id.to_string());
+            }
+        }
+    }
+    if !broken.is_empty() {
+        devices.retain(|d| {
+            d.integration_source_id
+                .as_ref()
+                .is_none_or(|s| !broken.contains(s))
+        });
+    }
+    Ok((devices, sources))
+}
