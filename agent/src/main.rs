@@ -31,6 +31,19 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Fetch an onboarding package (certificate, key, CA, config) with the
+    /// one-time token the operator created.
+    Enroll {
+        /// The enrollment token (single use, expiring).
+        #[arg(long)]
+        token: String,
+        /// Directory to write the files to.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replace an existing key in the directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +70,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    let Command::Run { config, once } = command;
+    let (config, once) = match command {
+        Command::Run { config, once } => (config, once),
+        Command::Enroll { token, dir, force } => return enroll(&token, &dir, force).await,
+    };
     let config = AgentConfig::load(&config)?;
     let mut agent = SweepAgent::new(&config)?;
     if once {
@@ -74,6 +90,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     agent.run(shutdown).await;
+    Ok(())
+}
+
+async fn enroll(token: &str, dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use sr_proto::enrollment::client::{EnrollOptions, enroll_with};
+    let outcome = enroll_with(token, dir, EnrollOptions { force }).await?;
+    if outcome.component_type != "agent" {
+        anyhow::bail!(
+            "this token enrolls a {} component ({}); use sr-sync enroll for sync services",
+            outcome.component_type,
+            outcome.component_id
+        );
+    }
+    println!(
+        "enrolled agent {} of tenant {} into {}",
+        outcome.component_id,
+        outcome.tenant_slug,
+        outcome.dir.display()
+    );
+    println!(
+        "start it with: sr-agent run --config {}",
+        outcome.config_file.display()
+    );
     Ok(())
 }
 

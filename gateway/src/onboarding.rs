@@ -31,7 +31,7 @@ use crate::sync_services;
 use crate::tenants::{self, Tenant, TenantError};
 
 /// Version of the enrollment token format.
-pub const TOKEN_VERSION: u8 = 1;
+pub use sr_proto::enrollment::{EnrollmentToken, TOKEN_VERSION};
 /// Shortest and longest token lifetime an operator may ask for.
 pub const TTL_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600));
@@ -42,44 +42,6 @@ pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
 /// Platform root CA bundle (verifies the gateway).
 pub const CA_FILE: &str = "ca.pem";
-
-/// The enrollment token's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnrollmentToken {
-    /// Format version.
-    pub v: u8,
-    /// Admin API base URL.
-    pub url: String,
-    /// Hex SHA-256 of the platform root CA certificate (DER) to pin.
-    pub ca_sha256: String,
-    /// Package id.
-    pub id: Uuid,
-    /// Download secret.
-    pub secret: String,
-}
-
-impl EnrollmentToken {
-    /// The token string.
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    /// Reads a token string.
-    pub fn decode(token: &str) -> Result<Self, String> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|_| "enrollment token is not base64url; copy it whole".to_string())?;
-        let token: Self = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("enrollment token is not valid: {e}"))?;
-        if token.v != TOKEN_VERSION {
-            return Err(format!(
-                "enrollment token version {} is not supported (expected {TOKEN_VERSION})",
-                token.v
-            ));
-        }
-        Ok(token)
-    }
-}
 
 /// Body of `POST /api/v1/tenants/{tenant}/onboarding-packages`.
 #[derive(Debug, Clone, Deserialize)]
@@ -418,7 +380,7 @@ pub async fn create(
         v: TOKEN_VERSION,
         url: ctx.endpoints.admin_url.clone(),
         ca_sha256: ctx.root_ca_sha256.to_string(),
-        id: package_id,
+        id: package_id.to_string(),
         secret,
     }
     .encode();
@@ -509,25 +471,6 @@ mod tests {
             name: None,
             expires_in: None,
         }
-    }
-
-    #[test]
-    fn token_round_trips_and_rejects_garbage() {
-        let t = EnrollmentToken {
-            v: 1,
-            url: "https://gw:8443".into(),
-            ca_sha256: "ab".repeat(32),
-            id: Uuid::new_v4(),
-            secret: "s3cr3t".into(),
-        };
-        assert_eq!(EnrollmentToken::decode(&t.encode()).unwrap(), t);
-        assert!(EnrollmentToken::decode("%%%").is_err());
-        let v2 = URL_SAFE_NO_PAD.encode(br#"{"v":2,"url":"u","ca_sha256":"c","id":"00000000-0000-0000-0000-000000000001","secret":"s"}"#);
-        assert!(
-            EnrollmentToken::decode(&v2)
-                .unwrap_err()
-                .contains("version 2")
-        );
     }
 
     #[test]

@@ -7,12 +7,15 @@
 //! - [`sync_config`]: the sync config document delivered by GetConfig and the
 //!   minimal bootstrap file a sync service starts from.
 //! - [`run_report`]: the run lifecycle report a sync service pushes.
+//! - [`enrollment`]: edge enrollment tokens (and, with the `enroll-client`
+//!   feature, the client that redeems them).
 //! - [`duration`]: Go-style duration strings (`5m`, `1h30m`).
 //! - [`limits`]: the size limits of the protocol.
 
 pub mod chunking;
 pub mod device_update;
 pub mod duration;
+pub mod enrollment;
 pub mod limits;
 pub mod run_report;
 pub mod sync_config;

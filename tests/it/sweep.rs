@@ -16,7 +16,7 @@ fn faker(name: &str, seed: u64, count: u64, agent: &str, churn: u32) -> Value {
            "settings": {"seed": seed, "count": count, "churn": {"ip_swap_percent": churn}}})
 }
 
-/// Enrolls an agent with `sr-sync enroll` and returns its config file.
+/// Enrolls an agent with `sr-agent enroll` and returns its config file.
 async fn enroll_agent(
     platform: &Platform,
     tenant: &str,
@@ -31,7 +31,7 @@ async fn enroll_agent(
         )
         .await;
     assert!(status.is_success(), "{package}");
-    let output = Command::new(sr_testkit::binaries::binary("sr-sync").unwrap())
+    let output = Command::new(sr_testkit::binaries::binary("sr-agent").unwrap())
         .args([
             "enroll",
             "--token",
