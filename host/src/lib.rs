@@ -10,12 +10,16 @@
 //! - [`normalize`]: emitted devices → DeviceUpdates.
 //! - [`daemon`]: the sync service (`sr-sync run`).
 //! - [`enroll`]: fetching an edge onboarding package (`sr-sync enroll`).
+//! - [`mock`]: mock Armis and NetBox servers for tests, benchmarks and authors.
+//! - [`conformance`]: the adapter conformance kit (`sr-sync adapter check`).
 
 pub mod adapter;
+pub mod conformance;
 pub mod daemon;
 pub mod egress;
 pub mod enroll;
 pub mod local_run;
+pub mod mock;
 pub mod normalize;
 pub mod registry;
 pub mod sandbox;

@@ -24,6 +24,10 @@ enum Command {
     Adapter(commands::adapter::AdapterCommand),
     /// Run the sync service: connect to the gateway, pull config, run integrations.
     Run(commands::run::RunArgs),
+    /// Fetch an edge onboarding package (certificate, key, CA, config) with its token.
+    Enroll(commands::enroll::EnrollArgs),
+    /// Serve a mock Armis or NetBox API to develop and check adapters against.
+    Mock(commands::mock::MockArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Adapter(command) => commands::adapter::run(command).await,
             Command::Run(args) => commands::run::run(args).await,
+            Command::Enroll(args) => commands::enroll::run(args).await,
+            Command::Mock(args) => commands::mock::run(args).await,
         }
     });
     match result {

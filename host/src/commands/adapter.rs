@@ -28,6 +28,8 @@ pub enum AdapterCommand {
     },
     /// Run validate + discover locally and write NDJSON DeviceUpdates to stdout.
     Run(RunArgs),
+    /// Run the conformance kit against the adapter's source; pass/fail per check.
+    Check(super::check::CheckArgs),
 }
 
 /// Arguments of `adapter run`.
@@ -78,6 +80,7 @@ pub async fn run(command: AdapterCommand) -> Result<()> {
     match command {
         AdapterCommand::Inspect { component, json } => inspect(&component, json).await,
         AdapterCommand::Run(args) => run_adapter(args).await,
+        AdapterCommand::Check(args) => super::check::run(args).await,
     }
 }
 

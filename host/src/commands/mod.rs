@@ -2,6 +2,9 @@
 //! for humans (stderr) and pipelines (stdout).
 
 pub mod adapter;
+pub mod check;
+pub mod enroll;
+pub mod mock;
 pub mod run;
 
 use tracing_subscriber::EnvFilter;

@@ -11,7 +11,12 @@
 //!   [`Run::checkpoint`] records progress;
 //! - [`http`]: a blocking HTTP client over `wasi:http` (redirects, timeouts,
 //!   body cap, retries with backoff and `Retry-After`), with [`url::Url`];
-//! - [`log`]: structured logs through the host.
+//! - [`log`]: structured logs through the host;
+//! - [`addr`]: IP and MAC parsing with the host's rules;
+//! - [`time`]: [`time::Timestamp`] (RFC 3339) and `sleep`;
+//! - [`incremental`]: a [`incremental::Watermark`] cursor and an
+//!   [`incremental::OrderedMerge`] of several time-ordered queries, for
+//!   adapters that read only what changed.
 //!
 //! # A complete adapter
 //!
@@ -98,11 +103,13 @@
 #![warn(missing_docs)]
 
 mod adapter;
+pub mod addr;
 mod config;
 mod device;
 mod error;
 mod export;
 pub mod http;
+pub mod incremental;
 pub mod log;
 mod retry;
 mod run;

@@ -210,6 +210,12 @@ impl Response {
         &self.body
     }
 
+    /// The body bytes, taken out of the response (no copy), for parsers
+    /// that borrow from them.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str, HttpError> {
         std::str::from_utf8(&self.body).map_err(|e| self.decode_error(format!("not UTF-8: {e}")))
