@@ -4,5 +4,6 @@
 
 mod edge;
 mod pipeline;
+mod sources;
 mod support;
 mod sweep;

@@ -207,7 +207,11 @@ async fn run_adapter(args: RunArgs) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &summary)?;
         writeln!(out)?;
     }
-    out.flush().context("writing output")?;
+    match out.flush() {
+        // The reader stopped early (`| head`): not an error.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        result => result.context("writing output")?,
+    }
     drop(out);
     eprintln!(
         "{}: {} devices emitted, {} updates in {:.2}s{}",
