@@ -114,7 +114,7 @@ async fn start_gateway(db: &TestDb, state: &std::path::Path) -> Gateway {
             &format!("admin = \"127.0.0.1:{admin}\""),
         );
     std::fs::write(&config, text).unwrap();
-    let child = Command::new(&bin)
+    let mut child = Command::new(&bin)
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -146,6 +146,8 @@ async fn start_gateway(db: &TestDb, state: &std::path::Path) -> Gateway {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("gateway did not start");
 }
 

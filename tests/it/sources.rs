@@ -19,7 +19,7 @@ async fn overlapping_armis_and_netbox_devices_become_one_canonical_device_each()
         ..Default::default()
     };
     let armis = ArmisMock::start(ArmisOptions {
-        inventory: inventory.clone(),
+        inventory,
         ..Default::default()
     })
     .await
