@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use sr_proto::limits::MAX_GRPC_MESSAGE_BYTES;
 use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
 use sr_proto::monitoring::{
     AgentConfigRequest, AgentConfigResponse, AgentHelloRequest, AgentHelloResponse,
 };
 use thiserror::Error;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::config::AgentConfig;
 
@@ -63,26 +62,15 @@ impl GatewayClient {
     /// Builds the mTLS channel from the config's certificate files; nothing
     /// is dialled until the first call.
     pub fn new(config: &AgentConfig) -> Result<Self, ClientError> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| ClientError::Setup(format!("reading {}: {e}", path.display())))
+        let target = sr_proto::connect::GatewayTarget {
+            addr: &config.gateway_addr,
+            tls_server_name: &config.tls_server_name,
+            ca_file: &config.ca_file,
+            cert_file: &config.cert_file,
+            key_file: &config.key_file,
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&config.ca_file)?))
-            .identity(Identity::from_pem(
-                read(&config.cert_file)?,
-                read(&config.key_file)?,
-            ))
-            .domain_name(config.tls_server_name.clone());
-        let endpoint = Endpoint::from_shared(config.gateway_addr.clone())
-            .map_err(|e| ClientError::Setup(format!("gateway_addr {}: {e}", config.gateway_addr)))?
-            .tls_config(tls)
-            .map_err(|e| ClientError::Setup(format!("TLS configuration: {e}")))?
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60));
-        let client = AgentGatewayServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let client = sr_proto::connect::mtls_client(target, Some(Duration::from_secs(60)))
+            .map_err(|e| ClientError::Setup(e.0))?;
         Ok(Self {
             client,
             component_id: config.component_id.clone(),

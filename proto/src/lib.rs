@@ -2,6 +2,7 @@
 //!
 //! - [`monitoring`]: the generated protobuf messages and the
 //!   `AgentGatewayService` client and server (package `monitoring`).
+//! - [`connect`]: an mTLS gateway client from a component's certificate files.
 //! - [`device_update`]: the DeviceUpdate JSON object carried in sync results.
 //! - [`chunking`]: packing DeviceUpdates into self-contained JSON-array chunks.
 //! - [`sync_config`]: the sync config document delivered by GetConfig and the
@@ -13,6 +14,7 @@
 //! - [`limits`]: the size limits of the protocol.
 
 pub mod chunking;
+pub mod connect;
 pub mod device_update;
 pub mod duration;
 pub mod enrollment;

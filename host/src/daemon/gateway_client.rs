@@ -2,11 +2,8 @@
 //! GetConfig, heartbeats and run reports (PushStatus), device chunks
 //! (StreamStatus).
 
-use std::time::Duration;
-
 use sr_proto::limits::{
-    MAX_GRPC_MESSAGE_BYTES, SOURCE_RESULTS, SOURCE_STATUS, SYNC_RUN_SERVICE_NAME,
-    SYNC_SERVICE_NAME, SYNC_SERVICE_TYPE,
+    SOURCE_RESULTS, SOURCE_STATUS, SYNC_RUN_SERVICE_NAME, SYNC_SERVICE_NAME, SYNC_SERVICE_TYPE,
 };
 use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
 use sr_proto::monitoring::{
@@ -15,7 +12,7 @@ use sr_proto::monitoring::{
 };
 use sr_proto::run_report::RunReport;
 use thiserror::Error;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use super::config::HostConfig;
 
@@ -75,27 +72,16 @@ pub struct GatewayClient {
 impl GatewayClient {
     /// Builds the mTLS channel from the config's certificate files.
     pub fn new(config: &HostConfig) -> Result<Self, GatewayError> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| GatewayError::Setup(format!("reading {}: {e}", path.display())))
+        let target = sr_proto::connect::GatewayTarget {
+            addr: &config.gateway_addr,
+            tls_server_name: &config.tls_server_name,
+            ca_file: &config.ca_file,
+            cert_file: &config.cert_file,
+            key_file: &config.key_file,
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&config.ca_file)?))
-            .identity(Identity::from_pem(
-                read(&config.cert_file)?,
-                read(&config.key_file)?,
-            ))
-            .domain_name(config.tls_server_name.clone());
-        let endpoint = Endpoint::from_shared(config.gateway_addr.clone())
-            .map_err(|e| GatewayError::Setup(format!("gateway_addr {}: {e}", config.gateway_addr)))?
-            .tls_config(tls)
-            .map_err(|e| GatewayError::Setup(format!("TLS configuration: {e}")))?
-            .connect_timeout(Duration::from_secs(10))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
-        let client = AgentGatewayServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        // No per-call timeout: a StreamStatus stream lasts as long as its chunks.
+        let client =
+            sr_proto::connect::mtls_client(target, None).map_err(|e| GatewayError::Setup(e.0))?;
         Ok(Self {
             client,
             component_id: config.component_id.clone(),
