@@ -219,3 +219,34 @@ async fn a_runaway_run_does_not_disturb_others() {
     ));
     assert_eq!(counts, vec![2000, 2000, 2000]);
 }
+
+#[tokio::test]
+async fn guests_get_no_environment_filesystem_or_sockets() {
+    let adapter = load("sr-test-misbehave").await;
+    let run = discover(
+        &adapter,
+        misbehave("probe"),
+        &settings(quick_limits(), &[], Default::default()),
+        0,
+    )
+    .await;
+    run.outcome.expect("the probe itself succeeds");
+    let device = &run.devices[0];
+    let get = |key: &str| {
+        device
+            .attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("env_vars"), "0", "no environment variables");
+    assert_eq!(get("args"), "0", "no arguments");
+    for key in ["fs_root", "fs_tmp", "fs_dot", "tcp", "udp"] {
+        assert!(
+            get(key).starts_with("error"),
+            "{key} must be refused, got {:?}",
+            get(key)
+        );
+    }
+}

@@ -24,6 +24,7 @@
 //! | `slow` | emits `settings.pages` (default 3) pages of `settings.per_page` (default 10) devices, sleeping `settings.delay_ms` (default 1000) between pages |
 //! | `checkpoint` | emits `settings.pages` (default 3) pages of `settings.per_page` (default 10) devices and calls `checkpoint("<page>")` after each (`"1"`, `"2"`, ...); returns `complete: true` with cursor `"done"` |
 //! | `fail` | returns the error named by `settings.error`: `invalid-config`, `unauthorized`, `unavailable`, `rate-limited` (retry after 30 s), `protocol` or `internal` |
+//! | `probe` | tries what the sandbox must not grant and reports it in one device `<version>-probe`: attributes `env_vars` (count), `args` (count), `fs_root` / `fs_tmp` / `fs_dot` (`ok` or the error), `tcp` and `udp` (`ok` or the error of a connect/bind) |
 //!
 //! `egress` needs `settings.url` and `fail` needs `settings.error`;
 //! `validate` refuses the configuration without them. With
@@ -82,6 +83,7 @@ enum Mode {
     Slow,
     Checkpoint,
     Fail,
+    Probe,
 }
 
 /// The error `fail` mode returns.
@@ -175,8 +177,31 @@ impl Adapter for Misbehave {
             Mode::Slow => slow(run),
             Mode::Checkpoint => checkpoint(run),
             Mode::Fail => Err(failure(run.settings().error)),
+            Mode::Probe => {
+                run.emit(probe());
+                Ok(Summary::complete())
+            }
         }
     }
+}
+
+/// Tries the ambient capabilities a guest must not have.
+fn probe() -> Device {
+    fn outcome<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
+        match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+    Device::new(format!("{VERSION}-probe"))
+        .ip("10.255.255.1")
+        .attribute("env_vars", std::env::vars_os().count().to_string())
+        .attribute("args", std::env::args_os().count().to_string())
+        .attribute("fs_root", outcome(std::fs::read_dir("/")))
+        .attribute("fs_tmp", outcome(std::fs::write("/tmp/sr-probe", b"x")))
+        .attribute("fs_dot", outcome(std::fs::read_dir(".")))
+        .attribute("tcp", outcome(std::net::TcpStream::connect("127.0.0.1:80")))
+        .attribute("udp", outcome(std::net::UdpSocket::bind("0.0.0.0:0")))
 }
 
 sr_adapter_sdk::export_adapter!(Misbehave);
