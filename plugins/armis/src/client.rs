@@ -113,21 +113,7 @@ impl ArmisClient {
 
 /// An SDK error as an adapter error, saying what was being done.
 fn context(doing: &str, error: HttpError) -> AdapterError {
-    match AdapterError::from(error) {
-        AdapterError::Unauthorized(m) => AdapterError::Unauthorized(format!("{doing}: {m}")),
-        AdapterError::Unavailable(m) => AdapterError::Unavailable(format!("{doing}: {m}")),
-        AdapterError::Protocol(m) => AdapterError::Protocol(format!("{doing}: {m}")),
-        AdapterError::Internal(m) => AdapterError::Internal(format!("{doing}: {m}")),
-        AdapterError::RateLimited {
-            retry_after_secs,
-            message,
-        } => AdapterError::RateLimited {
-            retry_after_secs,
-            message: format!("{doing}: {message}"),
-        },
-        // Egress denials name the URL and what to do already.
-        other @ AdapterError::InvalidConfig(_) => other,
-    }
+    AdapterError::from(error).context(doing)
 }
 
 impl Searcher for ArmisClient {
@@ -172,9 +158,5 @@ impl Searcher for ArmisClient {
             }
         };
         Ok(response.into_body())
-    }
-
-    fn log(&mut self, level: log::Level, message: &str, fields: &[(&str, &str)]) {
-        log::log(level, message, fields);
     }
 }

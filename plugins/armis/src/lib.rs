@@ -34,12 +34,27 @@
 //!
 //! Every query is paged with `from`/`length` and `orderBy=lastSeen` until
 //! `next` is null (or 0), and the queries are read together in `lastSeen`
-//! order ([`sr_adapter_sdk::incremental::OrderedMerge`]), so memory holds
-//! one page per query. After each page the run checkpoints its cursor (see
-//! [`cursor`]); a run cut short resumes from there. An incremental run
-//! adds `after:<second>` to each AQL and skips the devices the cursor lists
-//! for that second, so nothing repeats and nothing is lost at the
-//! one-second granularity of `after:`.
+//! order ([`sr_adapter_sdk::incremental::Discovery`]), so memory holds
+//! one page per query. After each page the run checkpoints its cursor; a
+//! run cut short resumes from there. An incremental run adds
+//! `after:<second>` to each AQL and skips the devices the cursor lists for
+//! that second, so nothing repeats and nothing is lost at the one-second
+//! granularity of `after:`.
+//!
+//! The cursor is the SDK's
+//! [`QueryCursor`](sr_adapter_sdk::incremental::QueryCursor): a watermark
+//! over `lastSeen` (to the second), tied to the queries it was made for:
+//!
+//! ```json
+//! {"v": 1, "queries": "9f0c2a7d41e3b865", "watermark": {"at": "2025-01-01T00:00:05Z", "ids": ["13", "14"]}}
+//! ```
+//!
+//! `watermark.at` is the latest `lastSeen` second delivered; `ids` the
+//! devices delivered with exactly that second. The next run asks
+//! `<aql> after:<at>` ordered by `lastSeen` and skips those ids unless
+//! their `lastSeen` moved. `queries` is a fingerprint of the labels and
+//! AQL: after the operator changes the queries the cursor no longer
+//! applies and the run reads the whole inventory.
 //!
 //! 429 waits for `Retry-After` and 5xx backs off, a bounded number of
 //! times (the SDK's [`RetryPolicy`](sr_adapter_sdk::RetryPolicy)); then
@@ -48,7 +63,6 @@
 
 mod api;
 mod client;
-pub mod cursor;
 mod record;
 mod settings;
 mod sync;

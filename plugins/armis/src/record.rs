@@ -1,4 +1,5 @@
-//! Armis devices mapped onto SDK devices, and merged across queries.
+//! Armis devices mapped onto SDK devices, as the records of an incremental
+//! run (merged across queries by the SDK's [`Record`]).
 //!
 //! Mapping (the reference's): devices without a usable IP are skipped; the
 //! IPs are every address of `ipAddress` (comma-separated, the first is the
@@ -14,7 +15,7 @@ use std::borrow::Cow;
 
 use sr_adapter_sdk::Device;
 use sr_adapter_sdk::addr::{normalize_mac, parse_ip};
-use sr_adapter_sdk::incremental::Ordered;
+use sr_adapter_sdk::incremental::Record;
 use sr_adapter_sdk::time::Timestamp;
 
 use crate::api::ArmisDevice;
@@ -74,145 +75,70 @@ fn instant(value: Option<&str>) -> Option<Timestamp> {
     value.and_then(Timestamp::parse)
 }
 
-/// One Armis device on its way to the host: the mapped device, when Armis
-/// last saw it (to the second: the granularity of `after:`), and the labels
-/// of the queries that found it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// The mapped device (without `query_label`, added by [`Record::into_device`]).
-    pub device: Device,
-    /// `lastSeen`, truncated to the second.
-    pub at: Option<Timestamp>,
-    /// Labels of the queries that found it, in query order.
-    pub labels: Vec<String>,
-}
-
-impl Record {
-    /// Maps a device found by query `label`; `None` when it has no usable
-    /// IP (the reference skips those).
-    pub fn from_api(api: ArmisDevice<'_>, label: &str, raw: Option<String>) -> Option<Record> {
-        let ips = split_ips(api.ip_address.iter().chain(api.ipv6.iter()));
-        if ips.is_empty() {
-            return None;
+/// Maps an Armis device found by query `label` to a record ordered by
+/// `lastSeen` truncated to the second (the granularity of `after:`);
+/// `None` when it has no usable IP (the reference skips those).
+pub fn from_api(api: ArmisDevice<'_>, label: &str, raw: Option<String>) -> Option<Record> {
+    let ips = split_ips(api.ip_address.iter().chain(api.ipv6.iter()));
+    if ips.is_empty() {
+        return None;
+    }
+    let last_seen = instant(api.last_seen.as_deref());
+    let first_seen = instant(api.first_seen.as_deref());
+    let os = match (
+        text(api.operating_system),
+        text(api.operating_system_version),
+    ) {
+        (Some(os), Some(version)) if !os.contains(&version) => Some(format!("{os} {version}")),
+        (Some(os), _) => Some(os),
+        (None, version) => version,
+    };
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(("armis_device_id".to_string(), api.id.clone()));
+    let mut attribute = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            attributes.push((key.to_string(), value));
         }
-        let last_seen = instant(api.last_seen.as_deref());
-        let first_seen = instant(api.first_seen.as_deref());
-        let os = match (
-            text(api.operating_system),
-            text(api.operating_system_version),
-        ) {
-            (Some(os), Some(version)) if !os.contains(&version) => Some(format!("{os} {version}")),
-            (Some(os), _) => Some(os),
-            (None, version) => version,
-        };
-        let mut attributes = Vec::with_capacity(8);
-        attributes.push(("armis_device_id".to_string(), api.id.clone()));
-        let mut attribute = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                attributes.push((key.to_string(), value));
-            }
-        };
-        attribute(
-            "risk_level",
-            text(api.risk_level.first().map(Cow::Borrowed)),
-        );
-        attribute("category", text(api.category));
-        if let Some(site) = api.site {
-            attribute("site", text(site.name));
-            attribute("site_location", text(site.location));
-        }
-        let boundaries: Vec<&str> = api
-            .boundaries
+    };
+    attribute(
+        "risk_level",
+        text(api.risk_level.first().map(Cow::Borrowed)),
+    );
+    attribute("category", text(api.category));
+    if let Some(site) = api.site {
+        attribute("site", text(site.name));
+        attribute("site_location", text(site.location));
+    }
+    let boundaries: Vec<&str> = api
+        .boundaries
+        .iter()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    attribute("boundaries", text(Some(Cow::Owned(boundaries.join(",")))));
+    let device = Device {
+        source_id: api.id,
+        ips,
+        macs: split_macs(api.mac_address.iter()),
+        hostname: text(api.name),
+        device_type: text(api.device_type),
+        manufacturer: text(api.manufacturer),
+        model: text(api.model),
+        os,
+        serial: text(api.serial_number),
+        tags: api
+            .tags
             .iter()
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .collect();
-        attribute("boundaries", text(Some(Cow::Owned(boundaries.join(",")))));
-        let device = Device {
-            source_id: api.id,
-            ips,
-            macs: split_macs(api.mac_address.iter()),
-            hostname: text(api.name),
-            device_type: text(api.device_type),
-            manufacturer: text(api.manufacturer),
-            model: text(api.model),
-            os,
-            serial: text(api.serial_number),
-            tags: api
-                .tags
-                .iter()
-                .filter_map(|t| text(Some(Cow::Borrowed(t))))
-                .collect(),
-            first_seen: first_seen.map(|t| t.to_rfc3339()),
-            last_seen: last_seen.map(|t| t.to_rfc3339()),
-            attributes,
-            raw,
-        };
-        Some(Record {
-            device,
-            at: last_seen.map(Timestamp::truncate_to_seconds),
-            labels: vec![label.to_string()],
-        })
-    }
-
-    /// The device as emitted: `query_label` holds every label, comma-joined.
-    pub fn into_device(self) -> Device {
-        let mut device = self.device;
-        device
-            .attributes
-            .insert(1, ("query_label".to_string(), self.labels.join(",")));
-        device
-    }
-}
-
-fn union(into: &mut Vec<String>, from: Vec<String>) {
-    for item in from {
-        if !into.contains(&item) {
-            into.push(item);
-        }
-    }
-}
-
-impl Ordered for Record {
-    fn order_at(&self) -> Option<Timestamp> {
-        self.at
-    }
-
-    fn merge_id(&self) -> &str {
-        &self.device.source_id
-    }
-
-    /// Union of IPs, MACs, tags and labels; fields this copy lacks are
-    /// taken from the other (queries may project different fields).
-    fn merge_from(&mut self, other: Self) {
-        let d = &mut self.device;
-        let o = other.device;
-        union(&mut d.ips, o.ips);
-        union(&mut d.macs, o.macs);
-        union(&mut d.tags, o.tags);
-        union(&mut self.labels, other.labels);
-        for (mine, theirs) in [
-            (&mut d.hostname, o.hostname),
-            (&mut d.device_type, o.device_type),
-            (&mut d.manufacturer, o.manufacturer),
-            (&mut d.model, o.model),
-            (&mut d.os, o.os),
-            (&mut d.serial, o.serial),
-            (&mut d.first_seen, o.first_seen),
-            (&mut d.last_seen, o.last_seen),
-            (&mut d.raw, o.raw),
-        ] {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        for (key, value) in o.attributes {
-            if !d.attributes.iter().any(|(k, _)| *k == key) {
-                d.attributes.push((key, value));
-            }
-        }
-        self.at = self.at.max(other.at);
-    }
+            .filter_map(|t| text(Some(Cow::Borrowed(t))))
+            .collect(),
+        first_seen: first_seen.map(|t| t.to_rfc3339()),
+        last_seen: last_seen.map(|t| t.to_rfc3339()),
+        attributes,
+        raw,
+    };
+    // To the second: the granularity of `after:`.
+    let at = last_seen.map(Timestamp::truncate_to_seconds);
+    Some(Record::new(device, at, label))
 }
 
 #[cfg(test)]
@@ -220,10 +146,11 @@ mod tests {
     use super::*;
 
     use serde::Deserialize;
+    use sr_adapter_sdk::incremental::Ordered;
 
     /// Maps a device given as JSON.
     fn map(json: serde_json::Value, label: &str) -> Option<Record> {
-        Record::from_api(ArmisDevice::deserialize(&json).unwrap(), label, None)
+        from_api(ArmisDevice::deserialize(&json).unwrap(), label, None)
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sr_adapter_sdk::incremental::Schedule;
 use sr_adapter_sdk::url::Url;
 use sr_adapter_sdk::{AdapterError, Config};
 
@@ -58,10 +59,8 @@ pub struct Plan {
     pub queries: Vec<PlannedQuery>,
     /// Devices per search page (`length`).
     pub length: u32,
-    /// `settings.incremental`.
-    pub incremental: bool,
-    /// `settings.full_every_runs`.
-    pub full_every_runs: u64,
+    /// `settings.incremental` and `settings.full_every_runs`.
+    pub schedule: Schedule,
     /// `settings.keep_raw`.
     pub keep_raw: bool,
 }
@@ -69,7 +68,8 @@ pub struct Plan {
 impl Plan {
     /// Checks a configuration. Errors are `invalid-config` naming the field.
     pub fn from_config(config: &Config<Settings>) -> Result<Self, AdapterError> {
-        let base = api_base(config.endpoint_url()?);
+        // Both `https://t.armis.com` and `https://t.armis.com/api/v1` work.
+        let base = config.endpoint_url()?.strip_path_suffix("/api/v1");
         let secret_key = config.credential("secret_key")?;
         let length = match config.page_size {
             None => DEFAULT_PAGE_LENGTH,
@@ -81,22 +81,8 @@ impl Plan {
                 ));
             }
         };
-        let mut queries = Vec::new();
-        for (i, query) in config.queries.iter().enumerate() {
-            let label = query.label.trim();
+        let mut queries = config.plan_queries(|i, label, query| {
             let aql = query.query.trim();
-            if label.is_empty() {
-                return Err(AdapterError::invalid_config(
-                    &format!("queries[{i}].label"),
-                    "required: a name for the devices this query finds",
-                ));
-            }
-            if queries.iter().any(|q: &PlannedQuery| q.label == label) {
-                return Err(AdapterError::invalid_config(
-                    &format!("queries[{i}].label"),
-                    format!("`{label}` is used by an earlier query; labels must be unique"),
-                ));
-            }
             if !aql.contains("in:devices") {
                 return Err(AdapterError::invalid_config(
                     &format!("queries[{i}].query"),
@@ -109,11 +95,11 @@ impl Plan {
                     "must not use `after:`: the adapter adds it for incremental runs",
                 ));
             }
-            queries.push(PlannedQuery {
+            Ok(PlannedQuery {
                 label: label.to_string(),
                 aql: aql.to_string(),
-            });
-        }
+            })
+        })?;
         if queries.is_empty() {
             queries.push(PlannedQuery {
                 label: DEFAULT_QUERY.0.to_string(),
@@ -125,31 +111,19 @@ impl Plan {
             secret_key,
             queries,
             length,
-            incremental: config.settings.incremental,
-            full_every_runs: config.settings.full_every_runs,
+            schedule: Schedule {
+                incremental: config.settings.incremental,
+                full_every_runs: config.settings.full_every_runs,
+            },
             keep_raw: config.settings.keep_raw,
         })
     }
 
-    /// Whether run `run_number` must read the whole inventory whatever the
-    /// cursor says.
-    pub fn forces_full_run(&self, run_number: u64) -> bool {
-        !self.incremental
-            || (self.full_every_runs > 0
-                && run_number > 0
-                && run_number.is_multiple_of(self.full_every_runs))
-    }
-}
-
-/// The endpoint as the API base: an `/api/v1` suffix is dropped, so both
-/// `https://t.armis.com` and `https://t.armis.com/api/v1` work.
-fn api_base(endpoint: Url) -> Url {
-    let path = endpoint.path().trim_end_matches('/');
-    match path.strip_suffix("/api/v1") {
-        Some(prefix) => endpoint
-            .join(&format!("{prefix}/"))
-            .unwrap_or(endpoint.clone()),
-        None => endpoint,
+    /// The queries as the cursor fingerprints them: `(label, AQL)`.
+    pub fn labelled_queries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.queries
+            .iter()
+            .map(|q| (q.label.as_str(), q.aql.as_str()))
     }
 }
 
@@ -182,7 +156,8 @@ mod tests {
             }]
         );
         assert_eq!(p.length, 1000);
-        assert!(p.incremental && !p.keep_raw);
+        assert_eq!(p.schedule, Schedule::default());
+        assert!(!p.keep_raw);
         assert_eq!(p.base.to_string(), "https://acme.armis.com/");
     }
 
@@ -243,19 +218,18 @@ mod tests {
     }
 
     #[test]
-    fn full_runs_are_forced_by_settings() {
+    fn settings_make_the_schedule() {
         let p = plan(&format!(
-            r#"{{{BASE}, "settings": {{"full_every_runs": 3}}}}"#
+            r#"{{{BASE}, "settings": {{"incremental": false, "full_every_runs": 3, "keep_raw": true}}}}"#
         ))
         .unwrap();
-        let forced: Vec<u64> = (0..8).filter(|&n| p.forces_full_run(n)).collect();
-        assert_eq!(forced, [3, 6]);
-        let p = plan(&format!(
-            r#"{{{BASE}, "settings": {{"incremental": false}}}}"#
-        ))
-        .unwrap();
-        assert!(p.forces_full_run(1));
-        let p = plan(&format!("{{{BASE}}}")).unwrap();
-        assert!(!(0..100).any(|n| p.forces_full_run(n)));
+        assert_eq!(
+            p.schedule,
+            Schedule {
+                incremental: false,
+                full_every_runs: 3
+            }
+        );
+        assert!(p.keep_raw);
     }
 }

@@ -1,18 +1,17 @@
-//! One discovery run: which devices to ask for (everything, or what
-//! changed since the cursor), paging every query in `lastSeen` order,
-//! merging them by Armis id, emitting, and checkpointing page by page.
-//! Generic over [`Searcher`], so the whole run is tested natively against
-//! a fake Armis.
+//! One discovery run: the AQL of every query (everything, or what was seen
+//! since the cursor), and the search pages of each, `from` offset by
+//! offset in `lastSeen` order, for the SDK's
+//! [`Discovery`](sr_adapter_sdk::incremental::Discovery), which merges
+//! them by Armis id, emits, and checkpoints page by page. Generic over
+//! [`Searcher`], so the whole run is tested natively against a fake Armis.
 
-use sr_adapter_sdk::incremental::{OrderedMerge, Page, Watermark};
-use sr_adapter_sdk::log::Level;
+use sr_adapter_sdk::incremental::{Discovery, Page, PageSource, Record, Watermark};
 use sr_adapter_sdk::{AdapterError, Run, Summary};
 
 use serde_json::value::RawValue;
 
 use crate::api::{ArmisDevice, SearchResponse};
-use crate::cursor::{self, Unusable};
-use crate::record::Record;
+use crate::record;
 use crate::settings::{Plan, Settings};
 
 /// One page of a device search, parsed; devices borrow from the body.
@@ -49,6 +48,15 @@ pub fn parse_page(body: &[u8], keep_raw: bool) -> Result<SearchPage<'_>, String>
     }
 }
 
+/// The AQL of one query for a run starting at `since` (`None`: full run):
+/// `after:` the watermark's second, in UTC.
+pub fn aql_since(aql: &str, since: Option<&Watermark>) -> String {
+    match since.and_then(|w| w.at) {
+        Some(at) => format!("{aql} after:{}", at.to_naive_seconds()),
+        None => aql.to_string(),
+    }
+}
+
 /// Where device search pages come from: Armis, or a fake in tests.
 pub trait Searcher {
     /// The body of one page of query number `query` (`aql` already
@@ -60,39 +68,46 @@ pub trait Searcher {
         from: u64,
         length: u32,
     ) -> Result<Vec<u8>, AdapterError>;
-
-    /// Logs through the host (a no-op natively).
-    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
-        let _ = (level, message, fields);
-    }
 }
 
-/// Where this run starts: `None` for the whole inventory, else the
-/// committed watermark.
-fn starting_point(
-    plan: &Plan,
-    cursor: Option<&str>,
-    run_number: u64,
-    searcher: &mut impl Searcher,
-) -> Option<Watermark> {
-    let cursor = cursor?;
-    if plan.forces_full_run(run_number) {
-        return None;
-    }
-    match cursor::decode(cursor, &plan.queries) {
-        Ok(watermark) => Some(watermark),
-        Err(problem) => {
-            let level = match problem {
-                Unusable::OtherQueries => Level::Info,
-                Unusable::Malformed(_) => Level::Warn,
-            };
-            searcher.log(
-                level,
-                "reading the whole inventory instead of what changed",
-                &[("reason", &problem.to_string())],
-            );
-            None
-        }
+/// The search pages of every query, `from` offset by offset.
+struct Pages<'a, S> {
+    plan: &'a Plan,
+    searcher: &'a mut S,
+    aqls: Vec<String>,
+    offsets: Vec<u64>,
+}
+
+impl<S: Searcher> PageSource for Pages<'_, S> {
+    type Record = Record;
+
+    fn next_page(&mut self, query: usize) -> Result<Page<Record>, AdapterError> {
+        let from = self.offsets[query];
+        let body = self
+            .searcher
+            .search(query, &self.aqls[query], from, self.plan.length)?;
+        let page = parse_page(&body, self.plan.keep_raw).map_err(|reason| {
+            AdapterError::protocol(format!("searching queries[{query}] from {from}: {reason}"))
+        })?;
+        let more = match page.next {
+            Some(next) if next > from => {
+                self.offsets[query] = next;
+                true
+            }
+            Some(next) => {
+                return Err(AdapterError::protocol(format!(
+                    "searching queries[{query}] from {from}: Armis answered next = {next}, which does not move forward; stopping instead of looping"
+                )));
+            }
+            None => false,
+        };
+        let label = &self.plan.queries[query].label;
+        let items = page
+            .devices
+            .into_iter()
+            .filter_map(|(device, raw)| record::from_api(device, label, raw))
+            .collect();
+        Ok(Page { items, more })
     }
 }
 
@@ -102,103 +117,25 @@ pub fn discover(
     plan: &Plan,
     searcher: &mut impl Searcher,
 ) -> Result<Summary, AdapterError> {
-    let start = starting_point(plan, run.cursor(), run.run_number(), searcher);
-    let aqls: Vec<String> = plan
-        .queries
-        .iter()
-        .map(|q| cursor::aql_since(&q.aql, start.as_ref()))
-        .collect();
-    let since = start
-        .as_ref()
-        .and_then(|w| w.at)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    searcher.log(
-        Level::Info,
-        if start.is_some() {
-            "incremental run: devices seen since the cursor"
-        } else {
-            "full run: the whole inventory"
-        },
-        &[
-            ("since", &since),
-            ("queries", &plan.queries.len().to_string()),
-        ],
-    );
-
-    let mut mark = start.clone().unwrap_or_default();
-    let mut offsets = vec![0u64; plan.queries.len()];
-    let mut pages = 0u64;
-    let mut merge: OrderedMerge<Record> = OrderedMerge::new(plan.queries.len());
-    loop {
-        let group = merge.next_group(|query| {
-            let from = offsets[query];
-            let body = searcher.search(query, &aqls[query], from, plan.length)?;
-            let page = parse_page(&body, plan.keep_raw).map_err(|reason| {
-                AdapterError::protocol(format!("searching queries[{query}] from {from}: {reason}"))
-            })?;
-            pages += 1;
-            let more = match page.next {
-                Some(next) if next > from => {
-                    offsets[query] = next;
-                    true
-                }
-                Some(next) => {
-                    return Err(AdapterError::protocol(format!(
-                        "searching queries[{query}] from {from}: Armis answered next = {next}, which does not move forward; stopping instead of looping"
-                    )));
-                }
-                None => false,
-            };
-            let label = &plan.queries[query].label;
-            let items = page
-                .devices
-                .into_iter()
-                .filter_map(|(device, raw)| Record::from_api(device, label, raw))
-                .filter(|record| {
-                    !start
-                        .as_ref()
-                        .is_some_and(|w| w.covers(record.at, &record.device.source_id))
-                })
-                .collect();
-            Ok(Page { items, more })
-        })?;
-        let Some(group) = group else { break };
-        for record in group.items {
-            mark.advance(record.at, &record.device.source_id);
-            run.emit(record.into_device());
-        }
-        if group.pages_fetched > 0 && plan.incremental {
-            run.checkpoint(cursor::encode(&plan.queries, &mark));
-        }
-    }
-
-    searcher.log(
-        Level::Info,
-        "run finished",
-        &[
-            ("devices", &run.emitted().to_string()),
-            ("pages", &pages.to_string()),
-        ],
-    );
-    let summary = if start.is_some() {
-        Summary::incremental()
-    } else {
-        Summary::complete()
+    let discovery = Discovery::begin(run, plan.labelled_queries(), plan.schedule);
+    let mut pages = Pages {
+        plan,
+        searcher,
+        aqls: plan
+            .queries
+            .iter()
+            .map(|q| aql_since(&q.aql, discovery.since()))
+            .collect(),
+        offsets: vec![0; plan.queries.len()],
     };
-    Ok(match (plan.incremental, mark.at) {
-        (true, Some(_)) => summary.with_cursor(cursor::encode(&plan.queries, &mark)),
-        _ => summary,
-    })
+    discovery.read(run, &mut pages)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
+    use sr_adapter_sdk::incremental::QueryCursor;
     use sr_adapter_sdk::time::Timestamp;
-    use sr_adapter_sdk::{Config, Device, Sink};
+    use sr_adapter_sdk::{Config, Device, Recording};
 
     use super::*;
 
@@ -286,47 +223,22 @@ mod tests {
         }
     }
 
-    #[derive(Clone, Default)]
-    struct Recorder {
-        devices: Rc<RefCell<Vec<Device>>>,
-        checkpoints: Rc<RefCell<Vec<(usize, String)>>>,
-    }
-
-    impl Sink for Recorder {
-        fn emit(&mut self, devices: Vec<Device>) {
-            self.devices.borrow_mut().extend(devices);
-        }
-        fn checkpoint(&mut self, cursor: &str) {
-            let at = self.devices.borrow().len();
-            self.checkpoints.borrow_mut().push((at, cursor.to_string()));
-        }
-    }
-
     fn run_with(
         fake: &mut FakeArmis,
         config: serde_json::Value,
         cursor: Option<String>,
         run_number: u64,
-    ) -> (Result<Summary, AdapterError>, Recorder) {
+    ) -> (Result<Summary, AdapterError>, Recording) {
         let mut config = config;
         config["endpoint"] = "https://acme.armis.com".into();
         config["credentials"] = serde_json::json!({"secret_key": "k"});
         let config: Config<Settings> = Config::from_json(&config.to_string()).unwrap();
         let plan = Plan::from_config(&config).unwrap();
-        let recorder = Recorder::default();
+        let recorder = Recording::default();
         let mut run = Run::new(config, cursor, "r", run_number, Box::new(recorder.clone()));
         let result = discover(&mut run, &plan, fake);
         run.flush();
         (result, recorder)
-    }
-
-    fn ids(recorder: &Recorder) -> Vec<String> {
-        recorder
-            .devices
-            .borrow()
-            .iter()
-            .map(|d| d.source_id.clone())
-            .collect()
     }
 
     fn label(device: &Device) -> &str {
@@ -345,24 +257,21 @@ mod tests {
         let summary = summary.unwrap();
         assert!(summary.complete);
         let expected: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
-        let mut got = ids(&rec);
+        let mut got = rec.ids();
         got.sort_by_key(|s| s.parse::<u32>().unwrap());
         assert_eq!(got, expected);
         let froms: Vec<u64> = fake.calls.iter().map(|c| c.2).collect();
         assert_eq!(froms, [0, 10, 20]);
         assert!(fake.calls.iter().all(|c| c.1 == "in:devices"));
-        let checkpoints = rec.checkpoints.borrow();
+        let checkpoints = rec.checkpoints();
         // One per page, each after the devices it covers, moving forward.
         assert_eq!(checkpoints.len(), 3, "{checkpoints:?}");
         let positions: Vec<usize> = checkpoints.iter().map(|c| c.0).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
-        let queries = [crate::settings::PlannedQuery {
-            label: "all".into(),
-            aql: "in:devices".into(),
-        }];
-        let devices = rec.devices.borrow();
+        let queries = QueryCursor::new([("all", "in:devices")]);
+        let devices = rec.devices();
         for (at, cursor) in checkpoints.iter() {
-            let mark = crate::cursor::decode(cursor, &queries).unwrap();
+            let mark = queries.decode(cursor).unwrap();
             for d in &devices[..*at] {
                 let seen = Timestamp::parse(d.last_seen.as_deref().unwrap());
                 assert!(
@@ -395,7 +304,7 @@ mod tests {
         );
         let again = again.unwrap();
         assert!(!again.complete);
-        assert!(ids(&rec).is_empty());
+        assert!(rec.ids().is_empty());
         assert_eq!(again.cursor, cursor);
         assert_eq!(quiet.calls[0].1, "in:devices after:2025-01-01T00:00:08");
 
@@ -410,7 +319,7 @@ mod tests {
             cursor,
             2,
         );
-        assert_eq!(ids(&rec), ["3", "26", "7"]);
+        assert_eq!(rec.ids(), ["3", "26", "7"]);
         let cursor: serde_json::Value =
             serde_json::from_str(summary.unwrap().cursor.as_deref().unwrap()).unwrap();
         assert_eq!(cursor["watermark"]["ids"], serde_json::json!(["26", "7"]));
@@ -425,7 +334,7 @@ mod tests {
         ]});
         let (summary, rec) = run_with(&mut fake, config, None, 0);
         assert!(summary.unwrap().complete);
-        let devices = rec.devices.borrow();
+        let devices = rec.devices();
         assert_eq!(devices.len(), 12, "each device once");
         for d in devices.iter() {
             let id: usize = d.source_id.parse().unwrap();
@@ -445,8 +354,8 @@ mod tests {
         let (result, rec) = run_with(&mut fake, serde_json::json!({"page_size": 10}), None, 0);
         assert_eq!(result, Err(AdapterError::unavailable("503 after retries")));
         // Only what the first page held was handed over, with its checkpoint.
-        assert!(rec.devices.borrow().len() <= 10);
-        assert!(rec.checkpoints.borrow().iter().all(|(at, _)| *at <= 10));
+        assert!(rec.devices().len() <= 10);
+        assert!(rec.checkpoints().iter().all(|(at, _)| *at <= 10));
     }
 
     #[test]
@@ -469,7 +378,7 @@ mod tests {
         )
         .unwrap();
         let plan = Plan::from_config(&config).unwrap();
-        let mut run = Run::new(config, None, "r", 0, Box::new(Recorder::default()));
+        let mut run = Run::new(config, None, "r", 0, Box::new(Recording::default()));
         let err = discover(&mut run, &plan, &mut Stuck).unwrap_err();
         assert!(matches!(err, AdapterError::Protocol(m) if m.contains("does not move forward")));
     }
@@ -482,7 +391,7 @@ mod tests {
         let other = serde_json::json!({"queries": [{"label": "x", "query": "in:devices"}]});
         let (summary, rec) = run_with(&mut FakeArmis::new(5), other, cursor.clone(), 1);
         assert!(summary.unwrap().complete);
-        assert_eq!(ids(&rec).len(), 5);
+        assert_eq!(rec.ids().len(), 5);
         let every_two = serde_json::json!({"settings": {"full_every_runs": 2}});
         let (summary, _) = run_with(&mut FakeArmis::new(5), every_two.clone(), cursor.clone(), 2);
         assert!(summary.unwrap().complete);
@@ -496,7 +405,7 @@ mod tests {
         );
         let summary = summary.unwrap();
         assert!(summary.complete && summary.cursor.is_none());
-        assert!(rec.checkpoints.borrow().is_empty());
+        assert!(rec.checkpoints().is_empty());
         let (summary, _) = run_with(
             &mut FakeArmis::new(5),
             serde_json::json!({}),
@@ -504,6 +413,24 @@ mod tests {
             1,
         );
         assert!(summary.unwrap().complete);
+    }
+
+    #[test]
+    fn incremental_aql_appends_after_in_utc_seconds() {
+        let mark = Watermark::at(
+            Timestamp::parse("2024-05-01T12:00:00.9+02:00")
+                .unwrap()
+                .truncate_to_seconds(),
+        );
+        assert_eq!(
+            aql_since("in:devices type:Switch", Some(&mark)),
+            "in:devices type:Switch after:2024-05-01T10:00:00"
+        );
+        assert_eq!(aql_since("in:devices", None), "in:devices");
+        assert_eq!(
+            aql_since("in:devices", Some(&Watermark::default())),
+            "in:devices"
+        );
     }
 
     #[test]

@@ -126,24 +126,14 @@ impl NetboxClient {
     }
 }
 
-/// An SDK error as an adapter error, saying what was being done.
+/// An SDK error as an adapter error, saying what was being done; a refusal
+/// also says what to check.
 fn context(doing: &str, error: HttpError) -> AdapterError {
-    match AdapterError::from(error) {
-        AdapterError::Unauthorized(m) => AdapterError::Unauthorized(format!(
-            "{doing}: {m} (check credentials.token and its permissions)"
-        )),
-        AdapterError::Unavailable(m) => AdapterError::Unavailable(format!("{doing}: {m}")),
-        AdapterError::Protocol(m) => AdapterError::Protocol(format!("{doing}: {m}")),
-        AdapterError::Internal(m) => AdapterError::Internal(format!("{doing}: {m}")),
-        AdapterError::RateLimited {
-            retry_after_secs,
-            message,
-        } => AdapterError::RateLimited {
-            retry_after_secs,
-            message: format!("{doing}: {message}"),
-        },
-        // Egress denials name the URL and what to do already.
-        other @ AdapterError::InvalidConfig(_) => other,
+    match AdapterError::from(error).context(doing) {
+        AdapterError::Unauthorized(m) => {
+            AdapterError::Unauthorized(format!("{m} (check credentials.token and its permissions)"))
+        }
+        other => other,
     }
 }
 
@@ -172,9 +162,5 @@ impl Source for NetboxClient {
             self.mac_batch(batch, &mut found)?;
         }
         Ok(found)
-    }
-
-    fn log(&mut self, level: log::Level, message: &str, fields: &[(&str, &str)]) {
-        log::log(level, message, fields);
     }
 }

@@ -44,11 +44,27 @@
 //! Each query is listed with `ordering=last_updated,id` and `limit`,
 //! following the absolute `next` links (kept on the configured origin)
 //! until `next` is null; the queries are read together in `last_updated`
-//! order, so memory holds one page per query, and the run checkpoints its
-//! cursor (see [`cursor`]) after each page. An incremental run adds
-//! `last_updated__gte=<watermark>` and skips the devices the cursor lists
-//! for that instant. Interface and MAC changes do not touch a device's
-//! `last_updated`: use `full_every_runs` to pick them up.
+//! order ([`sr_adapter_sdk::incremental::Discovery`]), so memory holds one
+//! page per query, and the run checkpoints its cursor after each page. An
+//! incremental run adds `last_updated__gte=<watermark>` and skips the
+//! devices the cursor lists for that instant. Interface and MAC changes do
+//! not touch a device's `last_updated`: use `full_every_runs` to pick them
+//! up.
+//!
+//! The cursor is the SDK's
+//! [`QueryCursor`](sr_adapter_sdk::incremental::QueryCursor): a watermark
+//! over `last_updated` (microseconds), tied to the queries it was made for:
+//!
+//! ```json
+//! {"v": 1, "queries": "9f0c2a7d41e3b865", "watermark": {"at": "2025-01-01T00:00:05.123456Z", "ids": ["13"]}}
+//! ```
+//!
+//! `watermark.at` is the latest `last_updated` delivered; `ids` the devices
+//! delivered with exactly that time. The next run adds
+//! `last_updated__gte=<at>` (ordered by `last_updated`) and skips those ids
+//! unless they changed again. `queries` is a fingerprint of the labels and
+//! filters: after the operator changes the queries the cursor no longer
+//! applies and the run reads the whole inventory.
 //!
 //! Retries, rate limits and failures: as the SDK's `Client::fetch` (5xx
 //! backoff and 429 `Retry-After`, bounded); any failed page fails the run,
@@ -56,7 +72,6 @@
 
 mod api;
 mod client;
-pub mod cursor;
 mod record;
 mod settings;
 mod sync;

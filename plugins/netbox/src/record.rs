@@ -1,4 +1,5 @@
-//! NetBox devices mapped onto SDK devices, and merged across queries.
+//! NetBox devices mapped onto SDK devices, as the records of an incremental
+//! run (merged across queries by the SDK's [`Record`]).
 //!
 //! Mapping (the reference's): devices without a primary IP are skipped; the
 //! IP is `primary_ip4` (then `primary_ip6`, then `primary_ip`) without its
@@ -12,7 +13,7 @@
 
 use sr_adapter_sdk::Device;
 use sr_adapter_sdk::addr::{normalize_mac, parse_ip};
-use sr_adapter_sdk::incremental::Ordered;
+use sr_adapter_sdk::incremental::Record;
 use sr_adapter_sdk::time::Timestamp;
 
 use crate::api::{IpRef, Named, NetboxDevice};
@@ -34,127 +35,75 @@ fn address(ip: &Option<IpRef>) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
-/// One NetBox device on its way to the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// The mapped device (without `query_label`, added by [`Record::into_device`]).
-    pub device: Device,
-    /// `last_updated`, full precision (`last_updated__gte` compares it so).
-    pub at: Option<Timestamp>,
-    /// Labels of the queries that found it.
-    pub labels: Vec<String>,
+/// Maps a NetBox device found by query `label` to a record ordered by
+/// `last_updated` at full precision (`last_updated__gte` compares it so);
+/// `None` without a primary IP.
+pub fn from_api(api: NetboxDevice, label: &str, raw: Option<String>) -> Option<Record> {
+    let v4 = address(&api.primary_ip4);
+    let v6 = address(&api.primary_ip6);
+    let mut ips: Vec<String> = v4.into_iter().chain(v6).collect();
+    if ips.is_empty() {
+        ips.extend(address(&api.primary_ip));
+    }
+    if ips.is_empty() {
+        return None;
+    }
+    let at = api.last_updated.as_deref().and_then(Timestamp::parse);
+    let device_type = api.device_type.unwrap_or_default();
+    let id = api.id.to_string();
+    let mut attributes = vec![("netbox_device_id".to_string(), id.clone())];
+    for (key, value) in [
+        ("role", name(api.role)),
+        ("site", name(api.site)),
+        ("asset_tag", text(api.asset_tag)),
+        ("platform", name(api.platform)),
+        ("status", api.status.and_then(|s| text(s.value))),
+        ("last_updated", at.map(|t| t.to_rfc3339())),
+    ] {
+        if let Some(value) = value {
+            attributes.push((key.to_string(), value));
+        }
+    }
+    let device = Device {
+        source_id: id,
+        ips,
+        macs: Vec::new(),
+        hostname: text(api.name),
+        device_type: None,
+        manufacturer: name(device_type.manufacturer),
+        model: text(device_type.model),
+        os: None,
+        serial: text(api.serial),
+        tags: api
+            .tags
+            .into_iter()
+            .filter_map(|t| text(t.name).or(text(t.slug)))
+            .collect(),
+        first_seen: api
+            .created
+            .as_deref()
+            .and_then(Timestamp::parse)
+            .map(|t| t.to_rfc3339()),
+        last_seen: None,
+        attributes,
+        raw,
+    };
+    Some(Record::new(device, at, label))
 }
 
-impl Record {
-    /// NetBox id of the device.
-    pub fn netbox_id(&self) -> &str {
-        &self.device.source_id
-    }
-
-    /// Maps a device found by query `label`; `None` without a primary IP.
-    pub fn from_api(api: NetboxDevice, label: &str, raw: Option<String>) -> Option<Record> {
-        let v4 = address(&api.primary_ip4);
-        let v6 = address(&api.primary_ip6);
-        let mut ips: Vec<String> = v4.into_iter().chain(v6).collect();
-        if ips.is_empty() {
-            ips.extend(address(&api.primary_ip));
+/// Adds MACs to a record (any notation; unparseable ones are left out).
+pub fn add_macs<'a>(record: &mut Record, macs: impl IntoIterator<Item = &'a str>) {
+    for mac in macs.into_iter().filter_map(normalize_mac) {
+        if !record.device.macs.contains(&mac) {
+            record.device.macs.push(mac);
         }
-        if ips.is_empty() {
-            return None;
-        }
-        let at = api.last_updated.as_deref().and_then(Timestamp::parse);
-        let device_type = api.device_type.unwrap_or_default();
-        let id = api.id.to_string();
-        let mut attributes = vec![("netbox_device_id".to_string(), id.clone())];
-        for (key, value) in [
-            ("role", name(api.role)),
-            ("site", name(api.site)),
-            ("asset_tag", text(api.asset_tag)),
-            ("platform", name(api.platform)),
-            ("status", api.status.and_then(|s| text(s.value))),
-            ("last_updated", at.map(|t| t.to_rfc3339())),
-        ] {
-            if let Some(value) = value {
-                attributes.push((key.to_string(), value));
-            }
-        }
-        let device = Device {
-            source_id: id,
-            ips,
-            macs: Vec::new(),
-            hostname: text(api.name),
-            device_type: None,
-            manufacturer: name(device_type.manufacturer),
-            model: text(device_type.model),
-            os: None,
-            serial: text(api.serial),
-            tags: api
-                .tags
-                .into_iter()
-                .filter_map(|t| text(t.name).or(text(t.slug)))
-                .collect(),
-            first_seen: api
-                .created
-                .as_deref()
-                .and_then(Timestamp::parse)
-                .map(|t| t.to_rfc3339()),
-            last_seen: None,
-            attributes,
-            raw,
-        };
-        Some(Record {
-            device,
-            at,
-            labels: vec![label.to_string()],
-        })
-    }
-
-    /// Adds MACs (any notation; unparseable ones are left out).
-    pub fn add_macs<'a>(&mut self, macs: impl IntoIterator<Item = &'a str>) {
-        for mac in macs.into_iter().filter_map(normalize_mac) {
-            if !self.device.macs.contains(&mac) {
-                self.device.macs.push(mac);
-            }
-        }
-    }
-
-    /// The device as emitted: `query_label` holds every label, comma-joined.
-    pub fn into_device(self) -> Device {
-        let mut device = self.device;
-        device
-            .attributes
-            .insert(1, ("query_label".to_string(), self.labels.join(",")));
-        device
-    }
-}
-
-fn union(into: &mut Vec<String>, from: Vec<String>) {
-    for item in from {
-        if !into.contains(&item) {
-            into.push(item);
-        }
-    }
-}
-
-impl Ordered for Record {
-    fn order_at(&self) -> Option<Timestamp> {
-        self.at
-    }
-
-    fn merge_id(&self) -> &str {
-        &self.device.source_id
-    }
-
-    fn merge_from(&mut self, other: Self) {
-        union(&mut self.device.ips, other.device.ips);
-        union(&mut self.device.macs, other.device.macs);
-        union(&mut self.labels, other.labels);
-        self.at = self.at.max(other.at);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use sr_adapter_sdk::incremental::Ordered;
+
     use super::*;
 
     fn api(json: serde_json::Value) -> NetboxDevice {
@@ -163,7 +112,7 @@ mod tests {
 
     #[test]
     fn maps_the_reference_fields() {
-        let mut record = Record::from_api(
+        let mut record = from_api(
             api(serde_json::json!({
                 "id": 42, "name": "edge-rtr-1", "serial": "SN42", "asset_tag": "A-42",
                 "device_type": {"manufacturer": {"name": "Juniper"}, "model": "MX204"},
@@ -177,7 +126,10 @@ mod tests {
             None,
         )
         .unwrap();
-        record.add_macs(["aa:bb:cc:00:00:01", "junk", "AA-BB-CC-00-00-01"]);
+        add_macs(
+            &mut record,
+            ["aa:bb:cc:00:00:01", "junk", "AA-BB-CC-00-00-01"],
+        );
         assert_eq!(record.at, Timestamp::parse("2025-01-01T00:00:00.123456Z"));
         let d = record.into_device();
         assert_eq!(d.source_id, "42");
@@ -211,20 +163,20 @@ mod tests {
 
     #[test]
     fn primary_ip_fallbacks_and_skips() {
-        let v6 = Record::from_api(
+        let v6 = from_api(
             api(serde_json::json!({"id": 1, "primary_ip6": {"address": "2001:db8::9/64"}})),
             "a",
             None,
         );
         assert_eq!(v6.unwrap().device.ips, ["2001:db8::9"]);
-        let generic = Record::from_api(
+        let generic = from_api(
             api(serde_json::json!({"id": 2, "primary_ip": {"address": "10.9.9.9/32"}})),
             "a",
             None,
         );
         assert_eq!(generic.unwrap().device.ips, ["10.9.9.9"]);
         assert!(
-            Record::from_api(
+            from_api(
                 api(serde_json::json!({"id": 3, "primary_ip4": null})),
                 "a",
                 None
@@ -232,14 +184,14 @@ mod tests {
             .is_none()
         );
         assert!(
-            Record::from_api(
+            from_api(
                 api(serde_json::json!({"id": 4, "primary_ip4": {"address": "bogus"}})),
                 "a",
                 None
             )
             .is_none()
         );
-        let empty_serial = Record::from_api(
+        let empty_serial = from_api(
             api(
                 serde_json::json!({"id": 5, "serial": "", "primary_ip4": {"address": "10.0.0.5/8"}}),
             ),
@@ -252,7 +204,7 @@ mod tests {
     #[test]
     fn merging_unions_labels() {
         let make = |label| {
-            Record::from_api(
+            from_api(
                 api(serde_json::json!({"id": 9, "primary_ip4": {"address": "10.0.0.9/24"}})),
                 label,
                 None,

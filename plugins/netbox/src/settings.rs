@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sr_adapter_sdk::incremental::Schedule;
 use sr_adapter_sdk::url::Url;
 use sr_adapter_sdk::{AdapterError, Config};
 
@@ -91,10 +92,8 @@ pub struct Plan {
     pub queries: Vec<PlannedQuery>,
     /// Devices per page (`limit`).
     pub limit: u32,
-    /// `settings.incremental`.
-    pub incremental: bool,
-    /// `settings.full_every_runs`.
-    pub full_every_runs: u64,
+    /// `settings.incremental` and `settings.full_every_runs`.
+    pub schedule: Schedule,
     /// `settings.fetch_macs`.
     pub fetch_macs: bool,
     /// `settings.mac_source`.
@@ -164,7 +163,8 @@ pub fn parse_filters(text: &str) -> Result<Vec<(String, String)>, String> {
 impl Plan {
     /// Checks a configuration. Errors are `invalid-config` naming the field.
     pub fn from_config(config: &Config<Settings>) -> Result<Self, AdapterError> {
-        let base = api_base(config.endpoint_url()?);
+        // Both `https://netbox.example.com` and `.../api` work.
+        let base = config.endpoint_url()?.strip_path_suffix("/api");
         let token = config.credential("token")?;
         if token.trim().is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
             return Err(AdapterError::invalid_config(
@@ -182,29 +182,15 @@ impl Plan {
                 ));
             }
         };
-        let mut queries: Vec<PlannedQuery> = Vec::new();
-        for (i, query) in config.queries.iter().enumerate() {
-            let label = query.label.trim();
-            if label.is_empty() {
-                return Err(AdapterError::invalid_config(
-                    &format!("queries[{i}].label"),
-                    "required: a name for the devices this query finds",
-                ));
-            }
-            if queries.iter().any(|q| q.label == label) {
-                return Err(AdapterError::invalid_config(
-                    &format!("queries[{i}].label"),
-                    format!("`{label}` is used by an earlier query; labels must be unique"),
-                ));
-            }
+        let mut queries = config.plan_queries(|i, label, query| {
             let filters = parse_filters(&query.query)
                 .map_err(|e| AdapterError::invalid_config(&format!("queries[{i}].query"), e))?;
-            queries.push(PlannedQuery {
+            Ok(PlannedQuery {
                 label: label.to_string(),
                 text: query.query.trim().to_string(),
                 filters,
-            });
-        }
+            })
+        })?;
         if queries.is_empty() {
             queries.push(PlannedQuery {
                 label: "all".to_string(),
@@ -217,33 +203,21 @@ impl Plan {
             authorization: authorization(&token),
             queries,
             limit,
-            incremental: config.settings.incremental,
-            full_every_runs: config.settings.full_every_runs,
+            schedule: Schedule {
+                incremental: config.settings.incremental,
+                full_every_runs: config.settings.full_every_runs,
+            },
             fetch_macs: config.settings.fetch_macs,
             mac_source: config.settings.mac_source,
             keep_raw: config.settings.keep_raw,
         })
     }
 
-    /// Whether run `run_number` must read the whole inventory whatever the
-    /// cursor says.
-    pub fn forces_full_run(&self, run_number: u64) -> bool {
-        !self.incremental
-            || (self.full_every_runs > 0
-                && run_number > 0
-                && run_number.is_multiple_of(self.full_every_runs))
-    }
-}
-
-/// The endpoint as the base URL: an `/api` suffix is dropped, so both
-/// `https://netbox.example.com` and `.../api` work.
-fn api_base(endpoint: Url) -> Url {
-    let path = endpoint.path().trim_end_matches('/');
-    match path.strip_suffix("/api") {
-        Some(prefix) => endpoint
-            .join(&format!("{prefix}/"))
-            .unwrap_or(endpoint.clone()),
-        None => endpoint,
+    /// The queries as the cursor fingerprints them: `(label, filter)`.
+    pub fn labelled_queries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.queries
+            .iter()
+            .map(|q| (q.label.as_str(), q.text.as_str()))
     }
 }
 
@@ -297,6 +271,7 @@ mod tests {
         assert_eq!(p.queries.len(), 1);
         assert_eq!(p.queries[0].label, "all");
         assert_eq!(p.limit, 1000);
+        assert_eq!(p.schedule, Schedule::default());
         assert!(p.authorization.starts_with("Token "));
         assert_eq!(p.base.to_string(), "https://nb.example.com/");
         let p = plan(
@@ -338,5 +313,16 @@ mod tests {
         .unwrap();
         assert!(p.fetch_macs);
         assert_eq!(p.mac_source, MacSource::MacAddresses);
+        let p = plan(&format!(
+            r#"{{{BASE}, "settings": {{"incremental": false, "full_every_runs": 4}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            p.schedule,
+            Schedule {
+                incremental: false,
+                full_every_runs: 4
+            }
+        );
     }
 }

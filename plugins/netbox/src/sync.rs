@@ -1,19 +1,18 @@
-//! One discovery run: which devices to ask for (everything, or what
-//! changed since the cursor), paging every query in `last_updated` order by
-//! following `next`, merging them by NetBox id, adding MACs, emitting, and
-//! checkpointing page by page. Generic over [`Source`], so the whole run is
-//! tested natively against a fake NetBox.
+//! One discovery run: the first page of every query (everything, or what
+//! changed since the cursor), then its `next` links in `last_updated`
+//! order, and the MACs of the devices a page adds, for the SDK's
+//! [`Discovery`](sr_adapter_sdk::incremental::Discovery), which merges
+//! them by NetBox id, emits, and checkpoints page by page. Generic over
+//! [`Source`], so the whole run is tested natively against a fake NetBox.
 
 use std::collections::BTreeMap;
 
-use sr_adapter_sdk::incremental::{OrderedMerge, Page, Watermark};
-use sr_adapter_sdk::log::Level;
+use sr_adapter_sdk::incremental::{Discovery, Page, PageSource, Record, Watermark};
 use sr_adapter_sdk::url::Url;
 use sr_adapter_sdk::{AdapterError, Run, Summary};
 
 use crate::api::{List, NetboxDevice};
-use crate::cursor::{self, Unusable};
-use crate::record::Record;
+use crate::record::{self, add_macs};
 use crate::settings::{Plan, Settings};
 
 /// One page of devices, parsed.
@@ -95,37 +94,61 @@ pub trait Source {
 
     /// The MACs of the given devices, by device id.
     fn macs(&mut self, device_ids: &[u64]) -> Result<BTreeMap<u64, Vec<String>>, AdapterError>;
-
-    /// Logs through the host (a no-op natively).
-    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
-        let _ = (level, message, fields);
-    }
 }
 
-fn starting_point(
-    plan: &Plan,
-    cursor: Option<&str>,
-    run_number: u64,
-    source: &mut impl Source,
-) -> Option<Watermark> {
-    let cursor = cursor?;
-    if plan.forces_full_run(run_number) {
-        return None;
-    }
-    match cursor::decode(cursor, &plan.queries) {
-        Ok(watermark) => Some(watermark),
-        Err(problem) => {
-            let level = match problem {
-                Unusable::OtherQueries => Level::Info,
-                Unusable::Malformed(_) => Level::Warn,
-            };
-            source.log(
-                level,
-                "reading the whole inventory instead of what changed",
-                &[("reason", &problem.to_string())],
-            );
-            None
+/// The device pages of every query, following `next`.
+struct Pages<'a, S> {
+    plan: &'a Plan,
+    source: &'a mut S,
+    next: Vec<Option<Url>>,
+}
+
+impl<S: Source> PageSource for Pages<'_, S> {
+    type Record = Record;
+
+    fn next_page(&mut self, query: usize) -> Result<Page<Record>, AdapterError> {
+        let Some(url) = self.next[query].take() else {
+            return Ok(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        };
+        let page = self.source.devices(query, &url)?;
+        if let Some(following) = &page.next {
+            if *following == url {
+                return Err(AdapterError::protocol(format!(
+                    "listing queries[{query}]: NetBox answered a `next` link to the same page ({}); stopping instead of looping",
+                    url.redacted()
+                )));
+            }
+            self.next[query] = Some(following.clone());
         }
+        let label = &self.plan.queries[query].label;
+        let items = page
+            .devices
+            .into_iter()
+            .filter_map(|(device, raw)| record::from_api(device, label, raw))
+            .collect();
+        Ok(Page {
+            items,
+            more: page.next.is_some(),
+        })
+    }
+
+    /// MACs for the devices this page adds, when asked for.
+    fn enrich(&mut self, records: &mut Vec<Record>) -> Result<(), AdapterError> {
+        if !self.plan.fetch_macs {
+            return Ok(());
+        }
+        let netbox_id = |record: &Record| record.device.source_id.parse::<u64>().ok();
+        let ids: Vec<u64> = records.iter().filter_map(netbox_id).collect();
+        let macs = self.source.macs(&ids)?;
+        for record in records {
+            if let Some(found) = netbox_id(record).and_then(|id| macs.get(&id)) {
+                add_macs(record, found.iter().map(String::as_str));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -135,114 +158,21 @@ pub fn discover(
     plan: &Plan,
     source: &mut impl Source,
 ) -> Result<Summary, AdapterError> {
-    let start = starting_point(plan, run.cursor(), run.run_number(), source);
-    let since = start
-        .as_ref()
-        .and_then(|w| w.at)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    source.log(
-        Level::Info,
-        if start.is_some() {
-            "incremental run: devices changed since the cursor"
-        } else {
-            "full run: the whole inventory"
-        },
-        &[
-            ("since", &since),
-            ("queries", &plan.queries.len().to_string()),
-        ],
-    );
-
-    let mut mark = start.clone().unwrap_or_default();
-    let mut next: Vec<Option<Url>> = (0..plan.queries.len())
-        .map(|q| Some(first_page_url(plan, q, start.as_ref())))
-        .collect();
-    let mut pages = 0u64;
-    let mut merge: OrderedMerge<Record> = OrderedMerge::new(plan.queries.len());
-    loop {
-        let group = merge.next_group(|query| {
-            let Some(url) = next[query].take() else {
-                return Ok(Page {
-                    items: Vec::new(),
-                    more: false,
-                });
-            };
-            let page = source.devices(query, &url)?;
-            pages += 1;
-            if let Some(following) = &page.next {
-                if *following == url {
-                    return Err(AdapterError::protocol(format!(
-                        "listing queries[{query}]: NetBox answered a `next` link to the same page ({}); stopping instead of looping",
-                        url.redacted()
-                    )));
-                }
-                next[query] = Some(following.clone());
-            }
-            let label = &plan.queries[query].label;
-            let mut records: Vec<Record> = page
-                .devices
-                .into_iter()
-                .filter_map(|(device, raw)| Record::from_api(device, label, raw))
-                .filter(|record| {
-                    !start
-                        .as_ref()
-                        .is_some_and(|w| w.covers(record.at, record.netbox_id()))
-                })
-                .collect();
-            if plan.fetch_macs && !records.is_empty() {
-                let ids: Vec<u64> = records
-                    .iter()
-                    .filter_map(|r| r.netbox_id().parse().ok())
-                    .collect();
-                let macs = source.macs(&ids)?;
-                for record in &mut records {
-                    if let Some(found) = record.netbox_id().parse().ok().and_then(|id: u64| macs.get(&id)) {
-                        record.add_macs(found.iter().map(String::as_str));
-                    }
-                }
-            }
-            Ok(Page {
-                items: records,
-                more: page.next.is_some(),
-            })
-        })?;
-        let Some(group) = group else { break };
-        for record in group.items {
-            mark.advance(record.at, record.netbox_id());
-            run.emit(record.into_device());
-        }
-        if group.pages_fetched > 0 && plan.incremental {
-            run.checkpoint(cursor::encode(&plan.queries, &mark));
-        }
-    }
-
-    source.log(
-        Level::Info,
-        "run finished",
-        &[
-            ("devices", &run.emitted().to_string()),
-            ("pages", &pages.to_string()),
-        ],
-    );
-    let summary = if start.is_some() {
-        Summary::incremental()
-    } else {
-        Summary::complete()
+    let discovery = Discovery::begin(run, plan.labelled_queries(), plan.schedule);
+    let mut pages = Pages {
+        plan,
+        source,
+        next: (0..plan.queries.len())
+            .map(|q| Some(first_page_url(plan, q, discovery.since())))
+            .collect(),
     };
-    Ok(match (plan.incremental, mark.at) {
-        (true, Some(_)) => summary.with_cursor(cursor::encode(&plan.queries, &mark)),
-        _ => summary,
-    })
+    discovery.read(run, &mut pages)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
     use sr_adapter_sdk::time::Timestamp;
-    use sr_adapter_sdk::{Config, Device, Sink};
+    use sr_adapter_sdk::{Config, Recording};
 
     use super::*;
 
@@ -353,46 +283,22 @@ mod tests {
         Url::parse("https://nb.example.com/").unwrap()
     }
 
-    #[derive(Clone, Default)]
-    struct Recorder {
-        devices: Rc<RefCell<Vec<Device>>>,
-        checkpoints: Rc<RefCell<Vec<(usize, String)>>>,
-    }
-
-    impl Sink for Recorder {
-        fn emit(&mut self, devices: Vec<Device>) {
-            self.devices.borrow_mut().extend(devices);
-        }
-        fn checkpoint(&mut self, cursor: &str) {
-            let at = self.devices.borrow().len();
-            self.checkpoints.borrow_mut().push((at, cursor.to_string()));
-        }
-    }
-
     fn run_with(
         fake: &mut FakeNetbox,
         mut config: serde_json::Value,
         cursor: Option<String>,
         run_number: u64,
-    ) -> (Result<Summary, AdapterError>, Recorder) {
+    ) -> (Result<Summary, AdapterError>, Recording) {
         config["endpoint"] = "https://nb.example.com".into();
         config["credentials"] =
             serde_json::json!({"token": "0123456789abcdef0123456789abcdef01234567"});
         let config: Config<Settings> = Config::from_json(&config.to_string()).unwrap();
         let plan = Plan::from_config(&config).unwrap();
-        let recorder = Recorder::default();
+        let recorder = Recording::default();
         let mut run = Run::new(config, cursor, "r", run_number, Box::new(recorder.clone()));
         let result = discover(&mut run, &plan, fake);
         run.flush();
         (result, recorder)
-    }
-
-    fn ids(rec: &Recorder) -> Vec<String> {
-        rec.devices
-            .borrow()
-            .iter()
-            .map(|d| d.source_id.clone())
-            .collect()
     }
 
     #[test]
@@ -405,7 +311,7 @@ mod tests {
             .filter(|i| i % 7 != 0)
             .map(|i| i.to_string())
             .collect();
-        assert_eq!(ids(&rec), expected);
+        assert_eq!(rec.ids(), expected);
         assert_eq!(fake.requests.len(), 3);
         assert!(
             fake.requests[0].contains("has_primary_ip=true"),
@@ -413,12 +319,12 @@ mod tests {
             fake.requests[0]
         );
         assert!(!fake.requests[0].contains("last_updated__gte"));
-        assert_eq!(rec.checkpoints.borrow().len(), 3);
+        assert_eq!(rec.checkpoints().len(), 3);
         let cursor: serde_json::Value =
             serde_json::from_str(summary.cursor.as_deref().unwrap()).unwrap();
         assert_eq!(cursor["watermark"]["at"], "2025-01-01T00:00:15Z");
         assert_eq!(cursor["watermark"]["ids"], serde_json::json!(["30"]));
-        assert!(rec.devices.borrow().iter().all(|d| d.macs.is_empty()));
+        assert!(rec.devices().iter().all(|d| d.macs.is_empty()));
     }
 
     #[test]
@@ -430,7 +336,7 @@ mod tests {
         let (summary, rec) = run_with(&mut quiet, serde_json::json!({}), cursor.clone(), 1);
         let summary = summary.unwrap();
         assert!(!summary.complete);
-        assert!(ids(&rec).is_empty());
+        assert!(rec.ids().is_empty());
         assert_eq!(summary.cursor, cursor);
         assert!(
             quiet.requests[0].contains("last_updated__gte=2025-01-01T00%3A00%3A15Z"),
@@ -441,7 +347,7 @@ mod tests {
         let mut churned = FakeNetbox::new(32);
         churned.devices[4].1 = 20_000; // device 5 edited
         let (summary, rec) = run_with(&mut churned, serde_json::json!({}), cursor, 2);
-        assert_eq!(ids(&rec), ["31", "32", "5"]);
+        assert_eq!(rec.ids(), ["31", "32", "5"]);
         assert!(!summary.unwrap().complete);
     }
 
@@ -452,7 +358,7 @@ mod tests {
             {"label": "all", "query": ""}, {"label": "berlin", "query": "site=berlin"}]});
         let (summary, rec) = run_with(&mut fake, config, None, 0);
         assert!(summary.unwrap().complete);
-        let devices = rec.devices.borrow();
+        let devices = rec.devices();
         assert_eq!(devices.len(), 11);
         for d in devices.iter() {
             let id: u64 = d.source_id.parse().unwrap();
@@ -482,7 +388,7 @@ mod tests {
         fake.fail_at_request = Some(2);
         let (result, rec) = run_with(&mut fake, serde_json::json!({"page_size": 10}), None, 0);
         assert_eq!(result, Err(AdapterError::unavailable("502 after retries")));
-        assert!(rec.devices.borrow().len() <= 10);
+        assert!(rec.devices().len() <= 10);
     }
 
     #[test]

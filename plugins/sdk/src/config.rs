@@ -119,6 +119,56 @@ impl<S> Config<S> {
         Url::parse(self.endpoint.trim()).map_err(|e| AdapterError::invalid_config("endpoint", e))
     }
 
+    /// The configured queries, each turned into what the adapter runs, in
+    /// configuration order. Every label is checked first: trimmed, it must
+    /// not be empty and must differ from the earlier ones (errors name
+    /// `queries[i].label`); then `plan(i, label, query)` gets the trimmed
+    /// label and checks the query itself (its errors should name
+    /// `queries[i].query`). An empty list stays empty: the adapter decides
+    /// what no queries means.
+    ///
+    /// ```
+    /// use sr_adapter_sdk::{AdapterError, Config, NoSettings};
+    ///
+    /// let config: Config<NoSettings> = Config::from_json(
+    ///     r#"{"queries": [{"label": " all ", "query": "*"}, {"label": "all", "query": "x"}]}"#,
+    /// )?;
+    /// let planned = config.plan_queries(|_, label, query| Ok((label.to_string(), query.query.clone())));
+    /// assert_eq!(
+    ///     planned,
+    ///     Err(AdapterError::invalid_config(
+    ///         "queries[1].label",
+    ///         "`all` is used by an earlier query; labels must be unique"
+    ///     ))
+    /// );
+    /// # Ok::<(), AdapterError>(())
+    /// ```
+    pub fn plan_queries<T>(
+        &self,
+        mut plan: impl FnMut(usize, &str, &Query) -> Result<T, AdapterError>,
+    ) -> Result<Vec<T>, AdapterError> {
+        let mut labels: Vec<&str> = Vec::with_capacity(self.queries.len());
+        let mut planned = Vec::with_capacity(self.queries.len());
+        for (i, query) in self.queries.iter().enumerate() {
+            let label = query.label.trim();
+            if label.is_empty() {
+                return Err(AdapterError::invalid_config(
+                    &format!("queries[{i}].label"),
+                    "required: a name for the devices this query finds",
+                ));
+            }
+            if labels.contains(&label) {
+                return Err(AdapterError::invalid_config(
+                    &format!("queries[{i}].label"),
+                    format!("`{label}` is used by an earlier query; labels must be unique"),
+                ));
+            }
+            planned.push(plan(i, label, query)?);
+            labels.push(label);
+        }
+        Ok(planned)
+    }
+
     /// The credential `name` as a non-empty string, or an
     /// [`AdapterError::InvalidConfig`] naming `credentials.<name>`. Numbers
     /// are accepted and turned into their decimal text.
@@ -279,6 +329,59 @@ mod tests {
         let c = Config::<Settings>::from_json(r#"{"endpoint":"ftp://x"}"#).unwrap();
         assert!(
             matches!(c.endpoint_url(), Err(AdapterError::InvalidConfig(m)) if m.starts_with("endpoint: "))
+        );
+    }
+
+    #[test]
+    fn queries_are_planned_in_order_after_their_label_is_checked() {
+        let c = Config::<Settings>::from_json(
+            r#"{"queries": [{"label": " a ", "query": "1"}, {"label": "b", "query": "2"}]}"#,
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let planned = c
+            .plan_queries(|i, label, query| {
+                seen.push(i);
+                Ok(format!("{label}={}", query.query))
+            })
+            .unwrap();
+        assert_eq!(planned, ["a=1", "b=2"]);
+        assert_eq!(seen, [0, 1]);
+        let none = Config::<Settings>::from_json("{}").unwrap();
+        assert_eq!(none.plan_queries(|_, _, _| Ok(())).unwrap(), []);
+
+        let invalid = |json: &str| {
+            let c = Config::<Settings>::from_json(json).unwrap();
+            match c.plan_queries(|i, _, query| {
+                if query.query == "bad" {
+                    Err(AdapterError::invalid_config(
+                        &format!("queries[{i}].query"),
+                        "bad",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }) {
+                Err(AdapterError::InvalidConfig(m)) => m,
+                other => panic!("expected invalid config, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            invalid(r#"{"queries": [{"label": "  ", "query": "1"}]}"#),
+            "queries[0].label: required: a name for the devices this query finds"
+        );
+        // Errors come in configuration order: query 0's before query 1's label.
+        assert_eq!(
+            invalid(
+                r#"{"queries": [{"label": "a", "query": "bad"}, {"label": "a", "query": "1"}]}"#
+            ),
+            "queries[0].query: bad"
+        );
+        assert_eq!(
+            invalid(
+                r#"{"queries": [{"label": "a", "query": "1"}, {"label": " a", "query": "2"}]}"#
+            ),
+            "queries[1].label: `a` is used by an earlier query; labels must be unique"
         );
     }
 

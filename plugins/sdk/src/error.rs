@@ -82,6 +82,29 @@ impl AdapterError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
     }
+
+    /// The same error with what was being done in front of its message:
+    /// `AdapterError::from(http_error).context("reading MAC addresses")`
+    /// reads `reading MAC addresses: GET https://... answered 503 ...`.
+    /// [`AdapterError::InvalidConfig`] is returned as it is: its message
+    /// starts with the offending field, and egress denials already name the
+    /// URL and what to do.
+    pub fn context(self, doing: &str) -> Self {
+        match self {
+            Self::Unauthorized(m) => Self::Unauthorized(format!("{doing}: {m}")),
+            Self::Unavailable(m) => Self::Unavailable(format!("{doing}: {m}")),
+            Self::Protocol(m) => Self::Protocol(format!("{doing}: {m}")),
+            Self::Internal(m) => Self::Internal(format!("{doing}: {m}")),
+            Self::RateLimited {
+                retry_after_secs,
+                message,
+            } => Self::RateLimited {
+                retry_after_secs,
+                message: format!("{doing}: {message}"),
+            },
+            other @ Self::InvalidConfig(_) => other,
+        }
+    }
 }
 
 impl From<AdapterError> for wit::AdapterError {
@@ -142,6 +165,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn context_goes_in_front_except_for_config_errors() {
+        let doing = "listing devices";
+        assert_eq!(
+            AdapterError::unauthorized("403").context(doing),
+            AdapterError::unauthorized("listing devices: 403")
+        );
+        assert_eq!(
+            AdapterError::unavailable("503").context(doing),
+            AdapterError::unavailable("listing devices: 503")
+        );
+        assert_eq!(
+            AdapterError::protocol("bad JSON").context(doing),
+            AdapterError::protocol("listing devices: bad JSON")
+        );
+        assert_eq!(
+            AdapterError::internal("bug").context(doing),
+            AdapterError::internal("listing devices: bug")
+        );
+        assert_eq!(
+            AdapterError::rate_limited(Duration::from_secs(7), "429").context(doing),
+            AdapterError::RateLimited {
+                retry_after_secs: 7,
+                message: "listing devices: 429".into()
+            }
+        );
+        let config = AdapterError::invalid_config("endpoint", "denied");
+        assert_eq!(config.clone().context(doing), config);
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //! - [`log`]: structured logs through the host;
 //! - [`addr`]: IP and MAC parsing with the host's rules;
 //! - [`time`]: [`time::Timestamp`] (RFC 3339) and `sleep`;
-//! - [`incremental`]: a [`incremental::Watermark`] cursor and an
-//!   [`incremental::OrderedMerge`] of several time-ordered queries, for
-//!   adapters that read only what changed.
+//! - [`incremental`]: for adapters that read only what changed — a
+//!   [`incremental::Watermark`] and its [`incremental::QueryCursor`], an
+//!   [`incremental::OrderedMerge`] of several time-ordered queries, and
+//!   [`incremental::Discovery`], the whole paged, checkpointed run on top;
+//! - [`Recording`]: a [`Sink`] that records a run, for native tests.
 //!
 //! # A complete adapter
 //!
@@ -95,10 +97,12 @@
 //!
 //! # Testing natively
 //!
-//! Everything except host calls (`emit` through the host, logging, HTTP,
-//! sleeping) runs on the build machine too: parse a [`Config`] with
-//! [`Config::from_json`] and drive [`Run`] with your own [`Sink`] in
-//! `cargo test --target x86_64-unknown-linux-gnu`.
+//! Everything except host calls (`emit` through the host, logging with
+//! [`log`], HTTP, sleeping) runs on the build machine too: parse a
+//! [`Config`] with [`Config::from_json`] and drive [`Run`] with a
+//! [`Recording`] (or your own [`Sink`]) in
+//! `cargo test --target x86_64-unknown-linux-gnu`. [`Run::log`] goes
+//! through the sink, so code that logs that way runs natively as well.
 
 #![warn(missing_docs)]
 
@@ -111,6 +115,7 @@ mod export;
 pub mod http;
 pub mod incremental;
 pub mod log;
+mod recording;
 mod retry;
 mod run;
 pub mod time;
@@ -136,6 +141,7 @@ pub use device::Device;
 pub use error::AdapterError;
 #[doc(hidden)]
 pub use export::Export;
+pub use recording::{Recorded, Recording};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use run::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Run, Sink};
 

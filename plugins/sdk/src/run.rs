@@ -4,6 +4,7 @@
 use crate::bindings::serviceradar::adapter::{host, types as wit};
 use crate::config::Config;
 use crate::device::Device;
+use crate::log::Level;
 
 /// Devices per `emit` call when the configuration sets no `page_size`.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -11,8 +12,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 /// The most devices handed to the host in one `emit` call.
 pub const MAX_PAGE_SIZE: usize = 5000;
 
-/// Where a run's devices and cursors go. The export glue sends them to the
-/// host; a test can record them to run [`Adapter::discover`] natively.
+/// Where a run's devices, cursors and logs go. The export glue sends them
+/// to the host; a test can record them to run [`Adapter::discover`]
+/// natively.
 ///
 /// [`Adapter::discover`]: crate::Adapter::discover
 pub trait Sink {
@@ -20,6 +22,12 @@ pub trait Sink {
     fn emit(&mut self, devices: Vec<Device>);
     /// Records a cursor; everything emitted before it was handed over first.
     fn checkpoint(&mut self, cursor: &str);
+    /// Takes one log record written with [`Run::log`]. The default drops
+    /// it, so a test sink need not implement it; the export glue writes it
+    /// to the host's log.
+    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        let _ = (level, message, fields);
+    }
 }
 
 /// The host's `emit` and `checkpoint` imports.
@@ -33,6 +41,10 @@ impl Sink for HostSink {
 
     fn checkpoint(&mut self, cursor: &str) {
         host::checkpoint(cursor);
+    }
+
+    fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        crate::log::log(level, message, fields);
     }
 }
 
@@ -153,51 +165,48 @@ impl<S> Run<S> {
     pub fn emitted(&self) -> u64 {
         self.emitted
     }
+
+    /// Writes a log record through the run's [`Sink`]: in a component the
+    /// host's log, as [`log::log`](crate::log::log) does; natively whatever
+    /// the test's sink does with it, so code that logs this way runs in
+    /// native tests.
+    pub fn log(&mut self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        self.sink.log(level, message, fields);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
     use super::*;
+    use crate::recording::{Recorded, Recording};
 
-    #[derive(Debug, PartialEq)]
-    enum Event {
-        Emit(Vec<String>),
-        Checkpoint(String),
+    /// What the sink got: pages as their ids, cursors, log messages.
+    fn events(recording: &Recording) -> Vec<String> {
+        recording
+            .events()
+            .into_iter()
+            .map(|event| match event {
+                Recorded::Devices(devices) => {
+                    let ids: Vec<String> = devices.into_iter().map(|d| d.source_id).collect();
+                    format!("emit {}", ids.join(","))
+                }
+                Recorded::Checkpoint(cursor) => format!("checkpoint {cursor}"),
+                Recorded::Log { level, message, .. } => format!("log {level:?} {message}"),
+            })
+            .collect()
     }
 
-    #[derive(Clone, Default)]
-    struct Recorder(Rc<RefCell<Vec<Event>>>);
-
-    impl Sink for Recorder {
-        fn emit(&mut self, devices: Vec<Device>) {
-            let ids = devices.into_iter().map(|d| d.source_id).collect();
-            self.0.borrow_mut().push(Event::Emit(ids));
-        }
-        fn checkpoint(&mut self, cursor: &str) {
-            self.0
-                .borrow_mut()
-                .push(Event::Checkpoint(cursor.to_string()));
-        }
-    }
-
-    fn run(config: &str) -> (Run<serde_json::Value>, Recorder) {
-        let recorder = Recorder::default();
+    fn run(config: &str) -> (Run<serde_json::Value>, Recording) {
+        let recording = Recording::default();
         let config = Config::from_json(config).unwrap();
         let run = Run::new(
             config,
             Some("c0".into()),
             "run-1",
             4,
-            Box::new(recorder.clone()),
+            Box::new(recording.clone()),
         );
-        (run, recorder)
-    }
-
-    fn ids(range: std::ops::Range<u32>) -> Vec<String> {
-        range.map(|i| i.to_string()).collect()
+        (run, recording)
     }
 
     #[test]
@@ -207,14 +216,10 @@ mod tests {
             run.emit(Device::new(i.to_string()));
         }
         assert_eq!(run.emitted(), 7);
-        assert_eq!(
-            *rec.0.borrow(),
-            vec![Event::Emit(ids(0..3)), Event::Emit(ids(3..6))]
-        );
+        assert_eq!(events(&rec), ["emit 0,1,2", "emit 3,4,5"]);
         run.flush();
         run.flush();
-        assert_eq!(rec.0.borrow().last(), Some(&Event::Emit(ids(6..7))));
-        assert_eq!(rec.0.borrow().len(), 3);
+        assert_eq!(events(&rec), ["emit 0,1,2", "emit 3,4,5", "emit 6"]);
     }
 
     #[test]
@@ -224,12 +229,8 @@ mod tests {
         run.checkpoint("page-1");
         run.checkpoint("page-1b");
         assert_eq!(
-            *rec.0.borrow(),
-            vec![
-                Event::Emit(vec!["a".into()]),
-                Event::Checkpoint("page-1".into()),
-                Event::Checkpoint("page-1b".into()),
-            ]
+            events(&rec),
+            ["emit a", "checkpoint page-1", "checkpoint page-1b"]
         );
     }
 
@@ -242,10 +243,31 @@ mod tests {
         r.emit(Device::new("a"));
         r.emit(Device::new("b"));
         r.set_page_size(2);
+        assert_eq!(events(&rec), ["emit a,b"]);
+    }
+
+    /// A sink written before [`Sink::log`] existed.
+    struct Silent;
+
+    impl Sink for Silent {
+        fn emit(&mut self, _: Vec<Device>) {}
+        fn checkpoint(&mut self, _: &str) {}
+    }
+
+    #[test]
+    fn logs_go_through_the_sink_and_default_to_nothing() {
+        let (mut r, rec) = run("{}");
+        r.emit(Device::new("a"));
+        r.log(Level::Warn, "odd", &[("page", "3")]);
         assert_eq!(
-            *rec.0.borrow(),
-            vec![Event::Emit(vec!["a".into(), "b".into()])]
+            events(&rec),
+            ["log Warn odd"],
+            "a log record does not flush devices"
         );
+        assert_eq!(rec.logs()[0].2, [("page".to_string(), "3".to_string())]);
+        let config = Config::from_json("{}").unwrap();
+        let mut silent: Run<serde_json::Value> = Run::new(config, None, "r", 0, Box::new(Silent));
+        silent.log(Level::Info, "dropped", &[]);
     }
 
     #[test]

@@ -122,6 +122,32 @@ impl Url {
         }
     }
 
+    /// This URL with `suffix` (path segments such as `/api/v1`) taken off
+    /// the end of its path, so an endpoint may be configured with or
+    /// without its API prefix. A trailing `/` is ignored; when the suffix
+    /// is there, the path ends in `/` and the query is dropped; otherwise
+    /// the URL comes back as it is.
+    ///
+    /// ```
+    /// use sr_adapter_sdk::url::Url;
+    ///
+    /// for endpoint in ["https://h/api/v1", "https://h/api/v1/", "https://h"] {
+    ///     let base = Url::parse(endpoint)?.strip_path_suffix("/api/v1");
+    ///     assert_eq!(base.join_path("api/v1/search/").to_string(), "https://h/api/v1/search/");
+    /// }
+    /// # Ok::<(), sr_adapter_sdk::url::UrlError>(())
+    /// ```
+    pub fn strip_path_suffix(&self, suffix: &str) -> Self {
+        let path = self.path.trim_end_matches('/');
+        match path.strip_suffix(suffix) {
+            // An absolute path always resolves; the fallback is never taken.
+            Some(prefix) => self
+                .join(&format!("{prefix}/"))
+                .unwrap_or_else(|_| self.clone()),
+            None => self.clone(),
+        }
+    }
+
     /// Appends `key=value` to the query, percent-encoding both (every
     /// character outside `A-Z a-z 0-9 - . _ ~` is encoded), so values such
     /// as `in:devices after:2024-05-01T10:00:00` arrive intact.
@@ -557,6 +583,26 @@ mod tests {
             "https://h/devices"
         );
         assert_eq!(url("https://h/").join_path("a b").path(), "/a%20b");
+    }
+
+    #[test]
+    fn strip_path_suffix_accepts_endpoints_with_or_without_the_api_prefix() {
+        let strip = |u: &str, suffix: &str| url(u).strip_path_suffix(suffix).to_string();
+        assert_eq!(strip("https://h/api/v1", "/api/v1"), "https://h/");
+        assert_eq!(
+            strip("https://h:8443/api/v1/?x=1", "/api/v1"),
+            "https://h:8443/"
+        );
+        assert_eq!(
+            strip("https://h/armis/api/v1", "/api/v1"),
+            "https://h/armis/"
+        );
+        assert_eq!(strip("https://h/netbox/api/", "/api"), "https://h/netbox/");
+        // Without the suffix the URL is kept as it is, query included.
+        assert_eq!(strip("https://h", "/api"), "https://h/");
+        assert_eq!(strip("https://h/x?y=1", "/api"), "https://h/x?y=1");
+        assert_eq!(strip("https://h/xapi", "/api"), "https://h/xapi");
+        assert_eq!(strip("https://h/api/v2", "/api/v1"), "https://h/api/v2");
     }
 
     #[test]
