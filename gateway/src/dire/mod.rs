@@ -50,6 +50,7 @@
 //! or drops them before DIRE sees the update. Text containing NUL bytes is
 //! refused by PostgreSQL and fails the stream; ingest should reject it first.
 
+pub mod binary_copy;
 pub mod canonical_id;
 pub mod device_record;
 pub mod error;

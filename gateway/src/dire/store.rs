@@ -21,6 +21,7 @@
 //! nothing; every upsert also carries a `WHERE … IS DISTINCT FROM …` guard so
 //! that re-applying identical rows creates no new row versions.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -32,6 +33,7 @@ use sr_proto::DeviceUpdate;
 use tracing::{debug, info};
 use uuid::Uuid;
 
+use super::binary_copy::{CopyWriter, EncodeError};
 use super::device_record::{DeviceFields, DeviceRecord};
 use super::error::DireError;
 use super::identifiers::{Confidence, IdentifierType};
@@ -466,20 +468,117 @@ async fn release_ips(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<()
 /// ASCII unit separator, stripped from source names).
 const SOURCE_SEPARATOR: char = '\u{1f}';
 
-async fn upsert_devices(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
-    let (new, existing): (Vec<&DeviceUpsert>, Vec<&DeviceUpsert>) =
-        plan.devices.iter().partition(|upsert| upsert.is_new);
-    write_devices(conn, s, &new, true).await?;
-    write_devices(conn, s, &existing, false).await
+/// A source name as stored: without [`SOURCE_SEPARATOR`], the same on the
+/// COPY and the upsert path.
+fn stored_source(source: &str) -> Cow<'_, str> {
+    if source.contains(SOURCE_SEPARATOR) {
+        Cow::Owned(source.replace(SOURCE_SEPARATOR, ""))
+    } else {
+        Cow::Borrowed(source)
+    }
 }
 
-/// Inserts (rows the plan knows are new: a plain insert, cheaper than an
-/// upsert) or upserts device rows.
+/// Error of a COPY payload that could not be encoded.
+fn encode_error(context: &'static str) -> impl FnOnce(EncodeError) -> DireError {
+    move |error| DireError::Database {
+        context,
+        source: sqlx::Error::Encode(Box::new(error)),
+    }
+}
+
+/// Streams a binary COPY payload with `statement` (`COPY … FROM STDIN
+/// (FORMAT binary)`). Only rows the plan knows are new go this way: the
+/// tenant lock keeps other DIRE writers out, so a unique violation here
+/// means the same as it did for a plain `INSERT` (something outside DIRE
+/// wrote the row meanwhile): the stream fails and is retried.
+async fn copy_in(
+    conn: &mut PgConnection,
+    statement: &str,
+    payload: CopyWriter,
+    context: &'static str,
+) -> Result<(), DireError> {
+    let rows = payload.rows();
+    let bytes = payload.finish().map_err(encode_error(context))?;
+    let mut copy = conn
+        .copy_in_raw(statement)
+        .await
+        .map_err(DireError::db(context))?;
+    copy.send(bytes).await.map_err(DireError::db(context))?;
+    let copied = copy.finish().await.map_err(DireError::db(context))?;
+    debug_assert_eq!(copied, rows, "{context}: COPY row count");
+    Ok(())
+}
+
+async fn upsert_devices(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
+    // A new device is never deleted; should one be, the upsert path sets
+    // `deleted_at` as it does for existing rows.
+    let (new, existing): (Vec<&DeviceUpsert>, Vec<&DeviceUpsert>) = plan
+        .devices
+        .iter()
+        .partition(|upsert| upsert.is_new && !upsert.record.deleted);
+    copy_devices(conn, s, &new).await?;
+    write_devices(conn, s, &existing).await
+}
+
+/// Inserts rows the plan knows are new with a binary COPY.
+async fn copy_devices(
+    conn: &mut PgConnection,
+    s: &str,
+    rows: &[&DeviceUpsert],
+) -> Result<(), DireError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut payload = CopyWriter::with_capacity(rows.len() * 512);
+    for upsert in rows {
+        let r = &upsert.record;
+        let f = &r.fields;
+        payload
+            .row(18)
+            .text(&r.uid)
+            .text(&r.partition)
+            .opt_text(r.ip.as_deref())
+            .opt_text(f.mac.as_deref())
+            .opt_text(f.hostname.as_deref())
+            .opt_text(f.device_type.as_deref())
+            .opt_text(f.vendor_name.as_deref())
+            .opt_text(f.model.as_deref())
+            .opt_text(f.os_name.as_deref())
+            .opt_text(f.serial_number.as_deref())
+            .opt_text(f.agent_id.as_deref())
+            .opt_text(f.gateway_id.as_deref())
+            .opt_bool(f.is_available)
+            .opt_int4(f.confidence);
+        let sources: Vec<Cow<'_, str>> = r
+            .discovery_sources
+            .iter()
+            .map(|s| stored_source(s))
+            .collect();
+        payload
+            .text_array(sources.iter().map(|s| s.as_ref()))
+            .jsonb(&r.metadata)
+            .timestamptz(r.first_seen)
+            .timestamptz(r.last_seen);
+    }
+    copy_in(
+        conn,
+        &format!(
+            "COPY {s}.ocsf_devices (uid, partition, ip, mac, hostname, device_type, vendor_name, \
+                 model, os_name, serial_number, agent_id, gateway_id, is_available, confidence, \
+                 discovery_sources, metadata, first_seen_time, last_seen_time) \
+             FROM STDIN (FORMAT binary)"
+        ),
+        payload,
+        "inserting new devices",
+    )
+    .await
+}
+
+/// Upserts device rows that may exist.
 async fn write_devices(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&DeviceUpsert],
-    new: bool,
 ) -> Result<(), DireError> {
     if rows.is_empty() {
         return Ok(());
@@ -523,7 +622,7 @@ async fn write_devices(
         sources.push(
             r.discovery_sources
                 .iter()
-                .map(|source| source.replace(SOURCE_SEPARATOR, ""))
+                .map(|source| stored_source(source))
                 .collect::<Vec<_>>()
                 .join(&SOURCE_SEPARATOR.to_string()),
         );
@@ -532,10 +631,22 @@ async fn write_devices(
         last_seen.push(r.last_seen);
         deleted.push(r.deleted);
     }
-    let conflict = if new {
-        ""
-    } else {
-        " ON CONFLICT (uid) DO UPDATE SET \
+    sqlx::query(&format!(
+        "INSERT INTO {s}.ocsf_devices AS d (uid, partition, ip, mac, hostname, device_type, \
+             vendor_name, model, os_name, serial_number, agent_id, gateway_id, is_available, \
+             confidence, discovery_sources, metadata, first_seen_time, last_seen_time, deleted_at) \
+         SELECT u.uid, u.partition, u.ip, u.mac, u.hostname, u.device_type, u.vendor_name, \
+                u.model, u.os_name, u.serial_number, u.agent_id, u.gateway_id, u.is_available, \
+                u.confidence, string_to_array(u.sources, E'\\x1f'), u.metadata, \
+                u.first_seen, u.last_seen, CASE WHEN u.deleted THEN now() END \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                     $13::bool[], $14::int4[], $15::text[], $16::jsonb[], $17::timestamptz[], \
+                     $18::timestamptz[], $19::bool[]) \
+              AS u(uid, partition, ip, mac, hostname, device_type, vendor_name, model, os_name, \
+                   serial_number, agent_id, gateway_id, is_available, confidence, sources, \
+                   metadata, first_seen, last_seen, deleted) \
+         ON CONFLICT (uid) DO UPDATE SET \
              ip = EXCLUDED.ip, mac = EXCLUDED.mac, hostname = EXCLUDED.hostname, \
              device_type = EXCLUDED.device_type, vendor_name = EXCLUDED.vendor_name, \
              model = EXCLUDED.model, os_name = EXCLUDED.os_name, \
@@ -557,22 +668,6 @@ async fn write_devices(
                 EXCLUDED.agent_id, EXCLUDED.gateway_id, EXCLUDED.is_available, \
                 EXCLUDED.confidence, EXCLUDED.discovery_sources, EXCLUDED.metadata, \
                 EXCLUDED.first_seen_time, EXCLUDED.last_seen_time, EXCLUDED.deleted_at IS NULL)"
-    };
-    sqlx::query(&format!(
-        "INSERT INTO {s}.ocsf_devices AS d (uid, partition, ip, mac, hostname, device_type, \
-             vendor_name, model, os_name, serial_number, agent_id, gateway_id, is_available, \
-             confidence, discovery_sources, metadata, first_seen_time, last_seen_time, deleted_at) \
-         SELECT u.uid, u.partition, u.ip, u.mac, u.hostname, u.device_type, u.vendor_name, \
-                u.model, u.os_name, u.serial_number, u.agent_id, u.gateway_id, u.is_available, \
-                u.confidence, string_to_array(u.sources, E'\\x1f'), u.metadata, \
-                u.first_seen, u.last_seen, CASE WHEN u.deleted THEN now() END \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-                     $13::bool[], $14::int4[], $15::text[], $16::jsonb[], $17::timestamptz[], \
-                     $18::timestamptz[], $19::bool[]) \
-              AS u(uid, partition, ip, mac, hostname, device_type, vendor_name, model, os_name, \
-                   serial_number, agent_id, gateway_id, is_available, confidence, sources, \
-                   metadata, first_seen, last_seen, deleted){conflict}"
     ))
     .bind(&uid)
     .bind(&partition)
@@ -595,11 +690,7 @@ async fn write_devices(
     .bind(&deleted)
     .execute(&mut *conn)
     .await
-    .map_err(DireError::db(if new {
-        "inserting new devices"
-    } else {
-        "updating devices"
-    }))?;
+    .map_err(DireError::db("updating devices"))?;
     Ok(())
 }
 
@@ -634,15 +725,50 @@ async fn upsert_identifiers(
 ) -> Result<(), DireError> {
     let (new, existing): (Vec<&IdentifierUpsert>, Vec<&IdentifierUpsert>) =
         plan.identifiers.iter().partition(|row| row.is_new);
-    write_identifiers(conn, s, &new, true).await?;
-    write_identifiers(conn, s, &existing, false).await
+    copy_identifiers(conn, s, &new).await?;
+    write_identifiers(conn, s, &existing).await
 }
 
+/// Inserts identifier rows the plan knows are new with a binary COPY.
+async fn copy_identifiers(
+    conn: &mut PgConnection,
+    s: &str,
+    rows: &[&IdentifierUpsert],
+) -> Result<(), DireError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut payload = CopyWriter::with_capacity(rows.len() * 160);
+    for row in rows {
+        payload
+            .row(8)
+            .text(row.key.kind.as_str())
+            .text(&row.key.value)
+            .text(&row.key.partition)
+            .text(&row.device_id)
+            .text(row.confidence.as_str())
+            .opt_text(row.source.as_deref())
+            .timestamptz(row.first_seen)
+            .timestamptz(row.last_seen);
+    }
+    copy_in(
+        conn,
+        &format!(
+            "COPY {s}.device_identifiers (identifier_type, identifier_value, partition, \
+                 device_id, confidence, source, first_seen, last_seen) \
+             FROM STDIN (FORMAT binary)"
+        ),
+        payload,
+        "inserting device identifiers",
+    )
+    .await
+}
+
+/// Upserts identifier rows that exist (moved or refreshed).
 async fn write_identifiers(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&IdentifierUpsert],
-    new: bool,
 ) -> Result<(), DireError> {
     if rows.is_empty() {
         return Ok(());
@@ -666,21 +792,17 @@ async fn write_identifiers(
         first_seen.push(row.first_seen);
         last_seen.push(row.last_seen);
     }
-    let conflict = if new {
-        ""
-    } else {
-        " ON CONFLICT (identifier_type, identifier_value, partition) DO UPDATE SET \
+    sqlx::query(&format!(
+        "INSERT INTO {s}.device_identifiers AS i (identifier_type, identifier_value, partition, \
+             device_id, confidence, source, first_seen, last_seen) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                              $6::text[], $7::timestamptz[], $8::timestamptz[]) \
+         ON CONFLICT (identifier_type, identifier_value, partition) DO UPDATE SET \
              device_id = EXCLUDED.device_id, confidence = EXCLUDED.confidence, \
              source = EXCLUDED.source, last_seen = EXCLUDED.last_seen \
          WHERE (i.device_id, i.confidence, i.source, i.last_seen) \
                IS DISTINCT FROM \
                (EXCLUDED.device_id, EXCLUDED.confidence, EXCLUDED.source, EXCLUDED.last_seen)"
-    };
-    sqlx::query(&format!(
-        "INSERT INTO {s}.device_identifiers AS i (identifier_type, identifier_value, partition, \
-             device_id, confidence, source, first_seen, last_seen) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                              $6::text[], $7::timestamptz[], $8::timestamptz[]){conflict}"
     ))
     .bind(&kind)
     .bind(&value)
@@ -692,11 +814,7 @@ async fn write_identifiers(
     .bind(&last_seen)
     .execute(&mut *conn)
     .await
-    .map_err(DireError::db(if new {
-        "inserting device identifiers"
-    } else {
-        "updating device identifiers"
-    }))?;
+    .map_err(DireError::db("updating device identifiers"))?;
     Ok(())
 }
 
@@ -753,15 +871,60 @@ async fn write_audit(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<()
 async fn stage(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
     let (new, existing): (Vec<&StagedDevice>, Vec<&StagedDevice>) =
         plan.staged.iter().partition(|row| row.is_new);
-    write_staged(conn, s, &new, true).await?;
-    write_staged(conn, s, &existing, false).await
+    copy_staged(conn, s, &new).await?;
+    write_staged(conn, s, &existing).await
 }
 
+/// Inserts staging rows the plan knows are new with a binary COPY.
+async fn copy_staged(
+    conn: &mut PgConnection,
+    s: &str,
+    rows: &[&StagedDevice],
+) -> Result<(), DireError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut payload = CopyWriter::with_capacity(rows.len() * 1024);
+    for row in rows {
+        payload
+            .row(17)
+            .uuid(row.integration_source_id)
+            .text(&row.source_device_id)
+            .text(&row.source)
+            .text(&row.device_id)
+            .text(&row.partition)
+            .opt_text(row.ip.as_deref())
+            .text_array(row.ip_addresses.iter().map(String::as_str))
+            .text_array(row.mac_addresses.iter().map(String::as_str))
+            .opt_text(row.hostname.as_deref())
+            .opt_text(row.device_type.as_deref())
+            .opt_text(row.agent_id.as_deref())
+            .jsonb(&row.metadata)
+            .opt_jsonb(row.raw_data.as_ref())
+            .opt_text(row.sync_run_id.as_deref())
+            .text(&row.content_hash)
+            .timestamptz(row.seen)
+            .timestamptz(row.seen);
+    }
+    copy_in(
+        conn,
+        &format!(
+            "COPY {s}.discovered_devices (integration_source_id, source_device_id, source, \
+                 device_id, partition, ip, ip_addresses, mac_addresses, hostname, device_type, \
+                 agent_id, metadata, raw_data, sync_run_id, content_hash, first_seen, last_seen) \
+             FROM STDIN (FORMAT binary)"
+        ),
+        payload,
+        "staging discovered devices",
+    )
+    .await
+}
+
+/// Upserts staging rows that exist.
 async fn write_staged(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&StagedDevice],
-    new: bool,
 ) -> Result<(), DireError> {
     if rows.is_empty() {
         return Ok(());
@@ -802,23 +965,6 @@ async fn write_staged(
         seen.push(row.seen);
         hash.push(row.content_hash.as_str());
     }
-    let conflict = if new {
-        ""
-    } else {
-        " ON CONFLICT (integration_source_id, source_device_id) DO UPDATE SET \
-             source = EXCLUDED.source, device_id = EXCLUDED.device_id, \
-             partition = EXCLUDED.partition, ip = EXCLUDED.ip, \
-             ip_addresses = EXCLUDED.ip_addresses, mac_addresses = EXCLUDED.mac_addresses, \
-             hostname = EXCLUDED.hostname, device_type = EXCLUDED.device_type, \
-             agent_id = EXCLUDED.agent_id, metadata = EXCLUDED.metadata, \
-             raw_data = EXCLUDED.raw_data, sync_run_id = EXCLUDED.sync_run_id, \
-             content_hash = EXCLUDED.content_hash, \
-             first_seen = LEAST(d.first_seen, EXCLUDED.first_seen), \
-             last_seen = EXCLUDED.last_seen \
-         WHERE EXCLUDED.last_seen >= d.last_seen \
-           AND (d.content_hash, d.device_id) IS DISTINCT FROM \
-               (EXCLUDED.content_hash, EXCLUDED.device_id)"
-    };
     sqlx::query(&format!(
         "INSERT INTO {s}.discovered_devices AS d (integration_source_id, source_device_id, \
              source, device_id, partition, ip, ip_addresses, mac_addresses, hostname, \
@@ -834,7 +980,20 @@ async fn write_staged(
                      $16::timestamptz[]) \
               AS u(source_id, source_device_id, source, device_id, partition, ip, ips, macs, \
                    hostname, device_type, agent_id, metadata, raw_data, sync_run_id, \
-                   content_hash, seen){conflict}"
+                   content_hash, seen) \
+         ON CONFLICT (integration_source_id, source_device_id) DO UPDATE SET \
+             source = EXCLUDED.source, device_id = EXCLUDED.device_id, \
+             partition = EXCLUDED.partition, ip = EXCLUDED.ip, \
+             ip_addresses = EXCLUDED.ip_addresses, mac_addresses = EXCLUDED.mac_addresses, \
+             hostname = EXCLUDED.hostname, device_type = EXCLUDED.device_type, \
+             agent_id = EXCLUDED.agent_id, metadata = EXCLUDED.metadata, \
+             raw_data = EXCLUDED.raw_data, sync_run_id = EXCLUDED.sync_run_id, \
+             content_hash = EXCLUDED.content_hash, \
+             first_seen = LEAST(d.first_seen, EXCLUDED.first_seen), \
+             last_seen = EXCLUDED.last_seen \
+         WHERE EXCLUDED.last_seen >= d.last_seen \
+           AND (d.content_hash, d.device_id) IS DISTINCT FROM \
+               (EXCLUDED.content_hash, EXCLUDED.device_id)"
     ))
     .bind(&source_id)
     .bind(&source_device)
