@@ -94,6 +94,9 @@ pub struct DeliverySettings {
     pub chunk_bytes: usize,
     /// Chunks per StreamStatus stream: bounds what is held in memory.
     pub chunks_per_stream: usize,
+    /// Streams sent but not yet acknowledged: with more than one, the
+    /// gateway receives the next stream while it commits the previous one.
+    pub streams_in_flight: usize,
     /// First retry delay of an unacknowledged stream (Go duration).
     pub retry_initial: String,
     /// Longest retry delay (Go duration).
@@ -105,6 +108,7 @@ impl Default for DeliverySettings {
         Self {
             chunk_bytes: sr_proto::limits::CHUNK_TARGET_BYTES,
             chunks_per_stream: 8,
+            streams_in_flight: 2,
             retry_initial: "1s".into(),
             retry_max: "30s".into(),
         }
@@ -192,6 +196,8 @@ pub struct Delivery {
     pub chunk_bytes: usize,
     /// Chunks per stream.
     pub chunks_per_stream: usize,
+    /// Streams sent and not yet acknowledged, at most.
+    pub streams_in_flight: usize,
     /// First retry delay.
     pub retry_initial: Duration,
     /// Longest retry delay.
@@ -278,9 +284,13 @@ impl HostConfig {
         if d.chunks_per_stream == 0 || d.chunks_per_stream > 256 {
             return Err("delivery.chunks_per_stream: from 1 to 256".into());
         }
+        if d.streams_in_flight == 0 || d.streams_in_flight > 8 {
+            return Err("delivery.streams_in_flight: from 1 to 8".into());
+        }
         let delivery = Delivery {
             chunk_bytes: d.chunk_bytes,
             chunks_per_stream: d.chunks_per_stream,
+            streams_in_flight: d.streams_in_flight,
             retry_initial: duration("delivery.retry_initial", &d.retry_initial)?,
             retry_max: duration("delivery.retry_max", &d.retry_max)?,
         };

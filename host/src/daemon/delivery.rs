@@ -1,10 +1,18 @@
 //! Delivering a run's devices: normalise, stamp, pack into JSON-array chunks
 //! of at most the chunk budget, and send them as StreamStatus streams of a
-//! bounded number of chunks. One stream is in flight while the next is
-//! built; a stream the gateway does not acknowledge is resent with backoff
-//! until the run's deadline. Memory is bounded by `chunks_per_stream × 2`
-//! chunks, however large the source.
+//! bounded number of chunks. Up to `streams_in_flight` streams await their
+//! acknowledgement while the next is built, so the gateway receives and
+//! decodes one stream while it commits the previous one; a stream the
+//! gateway does not acknowledge is resent with backoff until the run's
+//! deadline. Memory is bounded by `chunks_per_stream × (streams_in_flight +
+//! 1)` chunks, however large the source.
+//!
+//! Streams in flight may commit out of order (a retried one after a later
+//! one). That is safe: DIRE judges every observation by its own timestamp,
+//! not by arrival, and a cursor is committed only after [`Deliverer::flush`]
+//! saw every stream before it acknowledged.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use sr_proto::chunking::ChunkEncoder;
@@ -64,7 +72,8 @@ pub struct Deliverer {
     stream_devices: u64,
     /// Devices in the chunk the encoder is building.
     chunk_devices: u64,
-    in_flight: Option<InFlight>,
+    /// Streams sent and not yet acknowledged, oldest first.
+    in_flight: VecDeque<InFlight>,
     stats: DeliveryStats,
 }
 
@@ -91,7 +100,7 @@ impl Deliverer {
             stream: Vec::new(),
             stream_devices: 0,
             chunk_devices: 0,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             stats: DeliveryStats::default(),
         }
     }
@@ -102,7 +111,8 @@ impl Deliverer {
     }
 
     /// Normalises and queues a batch; sends a stream whenever enough chunks
-    /// are full (waiting for the previous one's acknowledgement first).
+    /// are full (first waiting for the oldest stream's acknowledgement when
+    /// the window of streams in flight is full).
     pub async fn push_devices(&mut self, devices: Vec<Device>) -> Result<(), DeliveryError> {
         for device in devices {
             let Some(update) = normalize(device, &self.ctx, &mut self.stats.normalization) else {
@@ -164,13 +174,18 @@ impl Deliverer {
     pub async fn flush(&mut self) -> Result<(), DeliveryError> {
         self.close_chunk();
         self.send_stream().await?;
-        self.wait_in_flight().await
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
+        }
+        Ok(())
     }
 
-    /// Starts sending the finished chunks as one stream, after the previous
-    /// stream was acknowledged.
+    /// Starts sending the finished chunks as one stream, once the window of
+    /// streams in flight has room.
     async fn send_stream(&mut self) -> Result<(), DeliveryError> {
-        self.wait_in_flight().await?;
+        while self.in_flight.len() >= self.settings.streams_in_flight.max(1) {
+            self.wait_oldest().await?;
+        }
         if self.stream.is_empty() {
             return Ok(());
         }
@@ -184,7 +199,7 @@ impl Deliverer {
             self.deadline,
         );
         let run_id = self.meta.sync_run_id.clone();
-        self.in_flight = Some(tokio::spawn(async move {
+        self.in_flight.push_back(tokio::spawn(async move {
             send_with_retry(
                 &client, &payloads, &partition, initial, max, deadline, &run_id,
             )
@@ -194,8 +209,8 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn wait_in_flight(&mut self) -> Result<(), DeliveryError> {
-        if let Some(handle) = self.in_flight.take() {
+    async fn wait_oldest(&mut self) -> Result<(), DeliveryError> {
+        if let Some(handle) = self.in_flight.pop_front() {
             let (devices, retries) = handle
                 .await
                 .map_err(|e| DeliveryError::Task(e.to_string()))??;
@@ -209,7 +224,7 @@ impl Deliverer {
 
 impl Drop for Deliverer {
     fn drop(&mut self) {
-        if let Some(handle) = self.in_flight.take() {
+        for handle in self.in_flight.drain(..) {
             handle.abort();
         }
     }
