@@ -138,15 +138,18 @@ impl CopyWriter {
 
     /// A `text[]` field: a one-dimensional array without NULLs (the empty
     /// array has no dimension).
-    pub fn text_array<'a>(
+    pub fn text_array<S: AsRef<str>>(
         &mut self,
-        items: impl ExactSizeIterator<Item = &'a str> + Clone,
+        items: impl ExactSizeIterator<Item = S> + Clone,
     ) -> &mut Self {
         let count = items.len();
         let body: usize = if count == 0 {
             12
         } else {
-            20 + items.clone().map(|item| 4 + item.len()).sum::<usize>()
+            20 + items
+                .clone()
+                .map(|item| 4 + item.as_ref().len())
+                .sum::<usize>()
         };
         let Some(()) = self.length("text[]", body) else {
             return self;
@@ -161,7 +164,7 @@ impl CopyWriter {
                 .extend_from_slice(&i32::try_from(count).unwrap_or(i32::MAX).to_be_bytes());
             self.buf.extend_from_slice(&1i32.to_be_bytes()); // lower bound
             for item in items {
-                self.bytes("text", item.as_bytes());
+                self.bytes("text", item.as_ref().as_bytes());
             }
         }
         self
@@ -289,7 +292,7 @@ mod tests {
         let body = payload(|w| {
             w.row(2)
                 .text_array(["x", "yz"].into_iter())
-                .text_array([].into_iter());
+                .text_array(std::iter::empty::<&str>());
         });
         let mut expected = vec![0, 2];
         expected.extend(31i32.to_be_bytes());

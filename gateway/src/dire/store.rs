@@ -486,26 +486,58 @@ fn encode_error(context: &'static str) -> impl FnOnce(EncodeError) -> DireError 
     }
 }
 
-/// Streams a binary COPY payload with `statement` (`COPY … FROM STDIN
-/// (FORMAT binary)`). Only rows the plan knows are new go this way: the
-/// tenant lock keeps other DIRE writers out, so a unique violation here
-/// means the same as it did for a plain `INSERT` (something outside DIRE
-/// wrote the row meanwhile): the stream fails and is retried.
-async fn copy_in(
-    conn: &mut PgConnection,
-    statement: &str,
-    payload: CopyWriter,
+/// Where a binary COPY of new rows goes.
+struct CopyTarget {
+    /// Table in the tenant schema.
+    table: &'static str,
+    /// Columns, in the order each row writes its fields.
+    columns: &'static [&'static str],
+    /// Expected payload bytes per row, to size the buffer once.
+    bytes_per_row: usize,
+    /// What the COPY does, for errors.
     context: &'static str,
+}
+
+/// Inserts `rows` into `target` with one binary `COPY … FROM STDIN`;
+/// `write` writes one row's fields, in the order of `target.columns`. Only
+/// rows the plan knows are new go this way: the tenant lock keeps other
+/// DIRE writers out, so a unique violation here means the same as it did
+/// for a plain `INSERT` (something outside DIRE wrote the row meanwhile):
+/// the stream fails and is retried.
+async fn copy_rows<T>(
+    conn: &mut PgConnection,
+    s: &str,
+    target: &CopyTarget,
+    rows: &[T],
+    mut write: impl FnMut(&mut CopyWriter, &T),
 ) -> Result<(), DireError> {
-    let rows = payload.rows();
+    let CopyTarget {
+        table,
+        columns,
+        bytes_per_row,
+        context,
+    } = *target;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut payload = CopyWriter::with_capacity(rows.len() * bytes_per_row);
+    for row in rows {
+        payload.row(columns.len());
+        write(&mut payload, row);
+    }
+    let written = payload.rows();
     let bytes = payload.finish().map_err(encode_error(context))?;
+    let statement = format!(
+        "COPY {s}.{table} ({}) FROM STDIN (FORMAT binary)",
+        columns.join(", ")
+    );
     let mut copy = conn
-        .copy_in_raw(statement)
+        .copy_in_raw(&statement)
         .await
         .map_err(DireError::db(context))?;
     copy.send(bytes).await.map_err(DireError::db(context))?;
     let copied = copy.finish().await.map_err(DireError::db(context))?;
-    debug_assert_eq!(copied, rows, "{context}: COPY row count");
+    debug_assert_eq!(copied, written, "{context}: COPY row count");
     Ok(())
 }
 
@@ -520,21 +552,41 @@ async fn upsert_devices(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result
     write_devices(conn, s, &existing).await
 }
 
-/// Inserts rows the plan knows are new with a binary COPY.
+/// Inserts device rows the plan knows are new with a binary COPY.
 async fn copy_devices(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&DeviceUpsert],
 ) -> Result<(), DireError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut payload = CopyWriter::with_capacity(rows.len() * 512);
-    for upsert in rows {
+    const TARGET: CopyTarget = CopyTarget {
+        table: "ocsf_devices",
+        columns: &[
+            "uid",
+            "partition",
+            "ip",
+            "mac",
+            "hostname",
+            "device_type",
+            "vendor_name",
+            "model",
+            "os_name",
+            "serial_number",
+            "agent_id",
+            "gateway_id",
+            "is_available",
+            "confidence",
+            "discovery_sources",
+            "metadata",
+            "first_seen_time",
+            "last_seen_time",
+        ],
+        bytes_per_row: 512,
+        context: "inserting new devices",
+    };
+    copy_rows(conn, s, &TARGET, rows, |payload, upsert| {
         let r = &upsert.record;
         let f = &r.fields;
         payload
-            .row(18)
             .text(&r.uid)
             .text(&r.partition)
             .opt_text(r.ip.as_deref())
@@ -548,29 +600,16 @@ async fn copy_devices(
             .opt_text(f.agent_id.as_deref())
             .opt_text(f.gateway_id.as_deref())
             .opt_bool(f.is_available)
-            .opt_int4(f.confidence);
-        let sources: Vec<Cow<'_, str>> = r
-            .discovery_sources
-            .iter()
-            .map(|s| stored_source(s))
-            .collect();
-        payload
-            .text_array(sources.iter().map(|s| s.as_ref()))
+            .opt_int4(f.confidence)
+            .text_array(
+                r.discovery_sources
+                    .iter()
+                    .map(|source| stored_source(source)),
+            )
             .jsonb(&r.metadata)
             .timestamptz(r.first_seen)
             .timestamptz(r.last_seen);
-    }
-    copy_in(
-        conn,
-        &format!(
-            "COPY {s}.ocsf_devices (uid, partition, ip, mac, hostname, device_type, vendor_name, \
-                 model, os_name, serial_number, agent_id, gateway_id, is_available, confidence, \
-                 discovery_sources, metadata, first_seen_time, last_seen_time) \
-             FROM STDIN (FORMAT binary)"
-        ),
-        payload,
-        "inserting new devices",
-    )
+    })
     .await
 }
 
@@ -735,13 +774,23 @@ async fn copy_identifiers(
     s: &str,
     rows: &[&IdentifierUpsert],
 ) -> Result<(), DireError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut payload = CopyWriter::with_capacity(rows.len() * 160);
-    for row in rows {
+    const TARGET: CopyTarget = CopyTarget {
+        table: "device_identifiers",
+        columns: &[
+            "identifier_type",
+            "identifier_value",
+            "partition",
+            "device_id",
+            "confidence",
+            "source",
+            "first_seen",
+            "last_seen",
+        ],
+        bytes_per_row: 160,
+        context: "inserting device identifiers",
+    };
+    copy_rows(conn, s, &TARGET, rows, |payload, row| {
         payload
-            .row(8)
             .text(row.key.kind.as_str())
             .text(&row.key.value)
             .text(&row.key.partition)
@@ -750,17 +799,7 @@ async fn copy_identifiers(
             .opt_text(row.source.as_deref())
             .timestamptz(row.first_seen)
             .timestamptz(row.last_seen);
-    }
-    copy_in(
-        conn,
-        &format!(
-            "COPY {s}.device_identifiers (identifier_type, identifier_value, partition, \
-                 device_id, confidence, source, first_seen, last_seen) \
-             FROM STDIN (FORMAT binary)"
-        ),
-        payload,
-        "inserting device identifiers",
-    )
+    })
     .await
 }
 
@@ -881,21 +920,40 @@ async fn copy_staged(
     s: &str,
     rows: &[&StagedDevice],
 ) -> Result<(), DireError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut payload = CopyWriter::with_capacity(rows.len() * 1024);
-    for row in rows {
+    const TARGET: CopyTarget = CopyTarget {
+        table: "discovered_devices",
+        columns: &[
+            "integration_source_id",
+            "source_device_id",
+            "source",
+            "device_id",
+            "partition",
+            "ip",
+            "ip_addresses",
+            "mac_addresses",
+            "hostname",
+            "device_type",
+            "agent_id",
+            "metadata",
+            "raw_data",
+            "sync_run_id",
+            "content_hash",
+            "first_seen",
+            "last_seen",
+        ],
+        bytes_per_row: 1024,
+        context: "staging discovered devices",
+    };
+    copy_rows(conn, s, &TARGET, rows, |payload, row| {
         payload
-            .row(17)
             .uuid(row.integration_source_id)
             .text(&row.source_device_id)
             .text(&row.source)
             .text(&row.device_id)
             .text(&row.partition)
             .opt_text(row.ip.as_deref())
-            .text_array(row.ip_addresses.iter().map(String::as_str))
-            .text_array(row.mac_addresses.iter().map(String::as_str))
+            .text_array(row.ip_addresses.iter())
+            .text_array(row.mac_addresses.iter())
             .opt_text(row.hostname.as_deref())
             .opt_text(row.device_type.as_deref())
             .opt_text(row.agent_id.as_deref())
@@ -905,18 +963,7 @@ async fn copy_staged(
             .text(&row.content_hash)
             .timestamptz(row.seen)
             .timestamptz(row.seen);
-    }
-    copy_in(
-        conn,
-        &format!(
-            "COPY {s}.discovered_devices (integration_source_id, source_device_id, source, \
-                 device_id, partition, ip, ip_addresses, mac_addresses, hostname, device_type, \
-                 agent_id, metadata, raw_data, sync_run_id, content_hash, first_seen, last_seen) \
-             FROM STDIN (FORMAT binary)"
-        ),
-        payload,
-        "staging discovered devices",
-    )
+    })
     .await
 }
 
