@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use sr_host::mock::SourceKnobs;
 use sr_host::mock::armis::{ArmisMock, ArmisOptions, DEFAULT_SECRET_KEY};
 use sr_host::mock::inventory::{Churn, InventoryParams};
 use sr_host::mock::netbox::{DEFAULT_TOKEN, DEFAULT_V2_TOKEN, NetboxMock, NetboxOptions};

@@ -16,6 +16,7 @@
 //!   `macAddress` joined with `,` `;` space or newline.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -29,8 +30,9 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::inventory::{Churn, Inventory, InventoryParams, MockDevice};
-use super::{Faults, MockServer, injected_response, json_response, query_pairs};
+use super::inventory::{Inventory, InventoryParams, MockDevice};
+use super::source::{SourceKnobs, SourceState};
+use super::{MockServer, injected_response, json_response, query_pairs};
 
 /// The secret key the mock accepts unless told otherwise.
 pub const DEFAULT_SECRET_KEY: &str = "mock-armis-secret-key";
@@ -89,19 +91,15 @@ pub struct ArmisStats {
 }
 
 struct ArmisState {
-    inventory: Inventory,
+    source: SourceState,
     secret_key: String,
     token_lifetime: Duration,
     tokens: HashMap<String, SystemTime>,
     issued: Vec<String>,
     expire_after_searches: Option<u64>,
     refuse_tokens: bool,
-    faults: Faults,
     next_zero_on_last: bool,
     stats: ArmisStats,
-    /// The ids matching the last (aql, orderBy), for this inventory version.
-    order_cache: Option<(String, u64, Arc<Vec<u64>>)>,
-    version: u64,
 }
 
 type Shared = Arc<Mutex<ArmisState>>;
@@ -260,23 +258,17 @@ impl ArmisState {
 
     fn ordered_ids(&mut self, aql: &str, aql_parsed: &Aql, by_last_seen: bool) -> Arc<Vec<u64>> {
         let key = format!("{by_last_seen}|{aql}");
-        if let Some((cached, version, ids)) = &self.order_cache
-            && *cached == key
-            && *version == self.version
-        {
-            return ids.clone();
-        }
-        let mut found: Vec<&MockDevice> = self
-            .inventory
-            .devices()
-            .values()
-            .filter(|d| matches(d, aql_parsed))
-            .collect();
-        if by_last_seen {
-            found.sort_by_key(|d| (d.last_seen, d.id));
-        }
-        let ids = Arc::new(found.into_iter().map(|d| d.id).collect::<Vec<u64>>());
-        self.order_cache = Some((key, self.version, ids.clone()));
+        let Ok(ids) = self.source.ordered::<Infallible>(key, |inventory| {
+            let mut found: Vec<&MockDevice> = inventory
+                .devices()
+                .values()
+                .filter(|d| matches(d, aql_parsed))
+                .collect();
+            if by_last_seen {
+                found.sort_by_key(|d| (d.last_seen, d.id));
+            }
+            Ok(found.into_iter().map(|d| d.id).collect())
+        });
         ids
     }
 
@@ -287,7 +279,7 @@ impl ArmisState {
             return error(StatusCode::UNAUTHORIZED, "Invalid access token");
         }
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-        if let Some(fault) = self.faults.take() {
+        if let Some(fault) = self.source.faults.take() {
             self.stats.faults_injected += 1;
             return injected_response(&fault, path_and_query);
         }
@@ -346,7 +338,7 @@ impl ArmisState {
         let end = (from.saturating_add(length)).min(total) as usize;
         let results: Vec<Value> = ids[start..end]
             .iter()
-            .filter_map(|id| self.inventory.get(*id))
+            .filter_map(|id| self.source.inventory.get(*id))
             .map(|d| {
                 let mut value = device_json(d);
                 if let (Some(fields), Some(object)) = (&fields, value.as_object_mut()) {
@@ -408,7 +400,7 @@ async fn token(State(shared): State<Shared>, uri: Uri, body: Bytes) -> Response 
 async fn search(State(shared): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     let (response, delay) = {
         let mut state = lock(&shared);
-        let delay = state.faults.delay();
+        let delay = state.source.faults.delay();
         (state.search(&headers, &uri), delay)
     };
     if !delay.is_zero() {
@@ -421,22 +413,25 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "Not found")
 }
 
+impl SourceKnobs for ArmisMock {
+    fn with_source<R>(&self, f: impl FnOnce(&mut SourceState) -> R) -> R {
+        f(&mut lock(&self.state).source)
+    }
+}
+
 impl ArmisMock {
     /// Starts a mock on `options.bind`.
     pub async fn start(options: ArmisOptions) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(ArmisState {
-            inventory: Inventory::new(options.inventory),
+            source: SourceState::new(Inventory::new(options.inventory)),
             secret_key: options.secret_key,
             token_lifetime: options.token_lifetime,
             tokens: HashMap::new(),
             issued: Vec::new(),
             expire_after_searches: None,
             refuse_tokens: false,
-            faults: Faults::default(),
             next_zero_on_last: false,
             stats: ArmisStats::default(),
-            order_cache: None,
-            version: 0,
         }));
         let router = Router::new()
             .route("/api/v1/access_token/", post(token))
@@ -462,76 +457,6 @@ impl ArmisMock {
     /// The secret key that gets tokens.
     pub fn secret_key(&self) -> String {
         lock(&self.state).secret_key.clone()
-    }
-
-    /// Moves the inventory to run `run` (churn applied).
-    pub fn set_run(&self, run: u64) {
-        let mut state = lock(&self.state);
-        state.inventory.advance_to(run);
-        state.version += 1;
-    }
-
-    /// Regenerates the inventory with `devices` devices, at the same run.
-    pub fn set_devices(&self, devices: u64) {
-        let mut state = lock(&self.state);
-        let params = InventoryParams {
-            devices,
-            ..state.inventory.params()
-        };
-        let run = state.inventory.run();
-        state.inventory = Inventory::at_run(params, run);
-        state.version += 1;
-    }
-
-    /// Sets the churn between runs (regenerates at the same run).
-    pub fn set_churn(&self, churn: Churn) {
-        let mut state = lock(&self.state);
-        let params = InventoryParams {
-            churn,
-            ..state.inventory.params()
-        };
-        let run = state.inventory.run();
-        state.inventory = Inventory::at_run(params, run);
-        state.version += 1;
-    }
-
-    /// A copy of the current inventory.
-    pub fn inventory(&self) -> Inventory {
-        lock(&self.state).inventory.clone()
-    }
-
-    /// The next `count` searches fail with `status`.
-    pub fn fail_next(&self, count: u32, status: u16) {
-        lock(&self.state).faults.fail_after(0, count, status);
-    }
-
-    /// After `ok` more searches succeed, the next `count` fail with
-    /// `status` (`u32::MAX`: for good).
-    pub fn fail_after(&self, ok: u32, count: u32, status: u16) {
-        lock(&self.state).faults.fail_after(ok, count, status);
-    }
-
-    /// The next `count` searches answer 429 with `Retry-After: secs`.
-    pub fn rate_limit_next(&self, count: u32, retry_after_secs: u64) {
-        lock(&self.state)
-            .faults
-            .rate_limit_next(count, retry_after_secs);
-    }
-
-    /// Every search waits `delay` before answering.
-    pub fn slow_pages(&self, delay: Duration) {
-        lock(&self.state).faults.slow_pages(delay);
-    }
-
-    /// Every (authorised) search answers 302 to `base` + the same path and
-    /// query — a redirect to a foreign host; `None` stops it.
-    pub fn redirect_to(&self, base: Option<String>) {
-        lock(&self.state).faults.redirect_to(base);
-    }
-
-    /// Removes every injected fault, delay and redirect.
-    pub fn clear_faults(&self) {
-        lock(&self.state).faults.clear();
     }
 
     /// Lifetime of tokens issued from now on.

@@ -12,6 +12,9 @@
 pub mod armis;
 pub mod inventory;
 pub mod netbox;
+pub mod source;
+
+pub use source::{SourceKnobs, SourceState};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -21,7 +21,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -31,10 +30,9 @@ use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::inventory::{Churn, Inventory, InventoryParams, MockDevice};
-use super::{
-    Faults, MockServer, encode_pairs, injected_response, json_response, query_pairs, redirect,
-};
+use super::inventory::{Inventory, InventoryParams, MockDevice};
+use super::source::{SourceKnobs, SourceState};
+use super::{MockServer, encode_pairs, injected_response, json_response, query_pairs, redirect};
 
 /// The classic token the mock accepts unless told otherwise.
 pub const DEFAULT_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -105,14 +103,11 @@ pub struct NetboxStats {
 }
 
 struct NetboxState {
-    inventory: Inventory,
+    source: SourceState,
     tokens: Vec<String>,
     v2_tokens: Vec<String>,
-    faults: Faults,
     next_base: Option<String>,
     stats: NetboxStats,
-    order_cache: Option<(String, u64, Arc<Vec<u64>>)>,
-    version: u64,
 }
 
 type Shared = Arc<Mutex<NetboxState>>;
@@ -464,16 +459,9 @@ impl NetboxState {
     }
 
     fn ordered(&mut self, request: &ListRequest) -> Result<Arc<Vec<u64>>, ApiError> {
-        let key = request.key();
-        if let Some((cached, version, ids)) = &self.order_cache
-            && *cached == key
-            && *version == self.version
-        {
-            return Ok(ids.clone());
-        }
-        let ids = Arc::new(select_devices(&self.inventory, request)?);
-        self.order_cache = Some((key, self.version, ids.clone()));
-        Ok(ids)
+        self.source.ordered(request.key(), |inventory| {
+            select_devices(inventory, request)
+        })
     }
 
     fn list(&mut self, kind: ListKind, headers: &HeaderMap, uri: &Uri) -> Response {
@@ -487,7 +475,7 @@ impl NetboxState {
             return error.into_response();
         }
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-        if let Some(fault) = self.faults.take() {
+        if let Some(fault) = self.source.faults.take() {
             self.stats.faults_injected += 1;
             return injected_response(&fault, path_and_query);
         }
@@ -547,7 +535,7 @@ impl NetboxState {
         let end = (request.offset + request.limit).min(ids.len());
         let results: Vec<Value> = ids[start..end]
             .iter()
-            .filter_map(|id| self.inventory.get(*id))
+            .filter_map(|id| self.source.inventory.get(*id))
             .map(|d| {
                 let mut value = device_json(d, base);
                 if let Some(object) = value.as_object_mut() {
@@ -569,11 +557,11 @@ impl NetboxState {
     fn interfaces(&self, request: &ListRequest) -> Result<Vec<(u64, &MockDevice)>, ApiError> {
         let wanted = device_filter(request)?;
         let mut devices: Vec<&MockDevice> = if wanted.is_empty() {
-            self.inventory.devices().values().collect()
+            self.source.inventory.devices().values().collect()
         } else {
             wanted
                 .iter()
-                .filter_map(|id| self.inventory.get(*id))
+                .filter_map(|id| self.source.inventory.get(*id))
                 .collect()
         };
         devices.sort_by_key(|d| d.id);
@@ -655,7 +643,7 @@ fn page_of(all: Vec<Value>, request: &ListRequest) -> (usize, Vec<Value>) {
 async fn list(shared: Shared, kind: ListKind, headers: HeaderMap, uri: Uri) -> Response {
     let (response, delay) = {
         let mut state = lock(&shared);
-        let delay = state.faults.delay();
+        let delay = state.source.faults.delay();
         (state.list(kind, &headers, &uri), delay)
     };
     if !delay.is_zero() {
@@ -695,18 +683,21 @@ pub struct NetboxMock {
     state: Shared,
 }
 
+impl SourceKnobs for NetboxMock {
+    fn with_source<R>(&self, f: impl FnOnce(&mut SourceState) -> R) -> R {
+        f(&mut lock(&self.state).source)
+    }
+}
+
 impl NetboxMock {
     /// Starts a mock on `options.bind`.
     pub async fn start(options: NetboxOptions) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(NetboxState {
-            inventory: Inventory::new(options.inventory),
+            source: SourceState::new(Inventory::new(options.inventory)),
             tokens: options.tokens,
             v2_tokens: options.v2_tokens,
-            faults: Faults::default(),
             next_base: None,
             stats: NetboxStats::default(),
-            order_cache: None,
-            version: 0,
         }));
         let route = |kind: ListKind| {
             move |State(shared): State<Shared>, headers: HeaderMap, uri: Uri| {
@@ -738,80 +729,10 @@ impl NetboxMock {
         self.server.addr()
     }
 
-    /// Moves the inventory to run `run` (churn applied).
-    pub fn set_run(&self, run: u64) {
-        let mut state = lock(&self.state);
-        state.inventory.advance_to(run);
-        state.version += 1;
-    }
-
-    /// Regenerates the inventory with `devices` devices, at the same run.
-    pub fn set_devices(&self, devices: u64) {
-        let mut state = lock(&self.state);
-        let params = InventoryParams {
-            devices,
-            ..state.inventory.params()
-        };
-        let run = state.inventory.run();
-        state.inventory = Inventory::at_run(params, run);
-        state.version += 1;
-    }
-
-    /// Sets the churn between runs (regenerates at the same run).
-    pub fn set_churn(&self, churn: Churn) {
-        let mut state = lock(&self.state);
-        let params = InventoryParams {
-            churn,
-            ..state.inventory.params()
-        };
-        let run = state.inventory.run();
-        state.inventory = Inventory::at_run(params, run);
-        state.version += 1;
-    }
-
-    /// A copy of the current inventory.
-    pub fn inventory(&self) -> Inventory {
-        lock(&self.state).inventory.clone()
-    }
-
-    /// The next `count` list requests fail with `status`.
-    pub fn fail_next(&self, count: u32, status: u16) {
-        lock(&self.state).faults.fail_after(0, count, status);
-    }
-
-    /// After `ok` more list requests succeed, the next `count` fail with
-    /// `status` (`u32::MAX`: for good).
-    pub fn fail_after(&self, ok: u32, count: u32, status: u16) {
-        lock(&self.state).faults.fail_after(ok, count, status);
-    }
-
-    /// The next `count` list requests answer 429 with `Retry-After: secs`.
-    pub fn rate_limit_next(&self, count: u32, retry_after_secs: u64) {
-        lock(&self.state)
-            .faults
-            .rate_limit_next(count, retry_after_secs);
-    }
-
-    /// Every list request waits `delay` before answering.
-    pub fn slow_pages(&self, delay: Duration) {
-        lock(&self.state).faults.slow_pages(delay);
-    }
-
-    /// Every (authorised) list request answers 302 to `base` + the same
-    /// path and query — a redirect to a foreign host; `None` stops it.
-    pub fn redirect_to(&self, base: Option<String>) {
-        lock(&self.state).faults.redirect_to(base);
-    }
-
     /// Builds `next`/`previous` links on `base` instead of the request's
     /// `Host` (NetBox behind a proxy that passes its internal name).
     pub fn set_next_base(&self, base: Option<String>) {
         lock(&self.state).next_base = base;
-    }
-
-    /// Removes every injected fault, delay and redirect.
-    pub fn clear_faults(&self) {
-        lock(&self.state).faults.clear();
     }
 
     /// What was served so far.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sr_host::adapter::LoadedAdapter;
 use sr_host::egress::AddressPermissions;
+use sr_host::mock::SourceKnobs;
 use sr_host::mock::armis::{ArmisMock, ArmisOptions};
 use sr_host::mock::inventory::{Churn, Inventory, InventoryParams};
 use sr_host::normalize::{NormalizeContext, NormalizeStats, normalize};

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::{Value, json};
 use sr_host::conformance::{CHECKS, CheckOptions, Outcome, Report, check};
 use sr_host::egress::AddressPermissions;
+use sr_host::mock::SourceKnobs;
 use sr_host::mock::armis::{ArmisMock, ArmisOptions};
 use sr_host::mock::inventory::InventoryParams;
 use sr_host::mock::netbox::{DEFAULT_TOKEN, NetboxMock, NetboxOptions};

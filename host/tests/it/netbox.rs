@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sr_host::mock::SourceKnobs;
 use sr_host::mock::inventory::{Churn, Inventory, InventoryParams, MockDevice};
 use sr_host::mock::netbox::{DEFAULT_TOKEN, DEFAULT_V2_TOKEN, NetboxMock, NetboxOptions};
 use sr_host::sandbox::AdapterFailure;
