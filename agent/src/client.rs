@@ -88,12 +88,9 @@ impl GatewayClient {
             agent_id: self.component_id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: vec![SWEEP_CAPABILITY.to_string()],
-            hostname: hostname(),
-            os: std::env::consts::OS.to_string(),
-            arch: std::env::consts::ARCH.to_string(),
             config_version: config_version.to_string(),
             config_source: config_source.to_string(),
-            ..Default::default()
+            ..sr_proto::connect::this_machine()
         };
         self.client
             .clone()
@@ -116,10 +113,4 @@ impl GatewayClient {
             .map(tonic::Response::into_inner)
             .map_err(|s| ClientError::status("GetConfig", s))
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use thiserror::Error;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::limits::MAX_GRPC_MESSAGE_BYTES;
+use crate::monitoring::AgentHelloRequest;
 use crate::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
 
 /// The client could not be set up (nothing was dialled yet).
@@ -59,4 +60,18 @@ pub fn mtls_client(
     Ok(AgentGatewayServiceClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+}
+
+/// A Hello request that describes this machine (hostname, OS,
+/// architecture); the caller fills in who it is and what it runs, as in
+/// `AgentHelloRequest { agent_id, .., ..this_machine() }`.
+pub fn this_machine() -> AgentHelloRequest {
+    AgentHelloRequest {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        ..Default::default()
+    }
 }

@@ -99,12 +99,9 @@ impl GatewayClient {
             agent_id: self.component_id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: vec!["sync".to_string()],
-            hostname: hostname(),
-            os: std::env::consts::OS.to_string(),
-            arch: std::env::consts::ARCH.to_string(),
             config_version: config_version.to_string(),
             config_source: "remote".to_string(),
-            ..Default::default()
+            ..sr_proto::connect::this_machine()
         };
         self.client
             .clone()
@@ -220,10 +217,4 @@ impl GatewayClient {
             })
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
