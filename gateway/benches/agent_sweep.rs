@@ -19,9 +19,11 @@ use sr_gateway::config::GatewayConfig;
 use sr_gateway::server::{self, ServerOptions};
 use sr_gateway::tenants::{self, NewTenant};
 use sr_proto::monitoring::AgentConfigRequest;
-use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClient;
 use sr_testkit::pg::TestDb;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// The allocator of the `sr-gateway` binary, so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TARGETS: i64 = 10_000;
 const CALLS: usize = 1_000;
@@ -82,6 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .execute(&state.pool)
     .await?;
 
+    // Statistics as autovacuum keeps them on a table that size.
+    sqlx::query(&format!("ANALYZE \"{schema}\".ocsf_devices"))
+        .execute(&state.pool)
+        .await?;
     // An edge agent, onboarded through the admin API and enrolled for real.
     let root = std::fs::read(state_dir.path().join("root-ca.pem"))?;
     let http = reqwest::Client::builder()
@@ -104,20 +110,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         agent_dir.path(),
     )
     .await?;
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&root))
-        .identity(Identity::from_pem(
-            std::fs::read(agent_dir.path().join("cert.pem"))?,
-            std::fs::read(agent_dir.path().join("key.pem"))?,
-        ))
-        .domain_name("localhost");
-    let channel =
-        Endpoint::from_shared(format!("https://127.0.0.1:{}", handle.grpc_addr().port()))?
-            .tls_config(tls)?
-            .connect()
-            .await?;
-    let mut client = AgentGatewayServiceClient::new(channel)
-        .max_decoding_message_size(sr_proto::limits::MAX_GRPC_MESSAGE_BYTES);
+    // The client sr-agent builds from its enrolled files.
+    let gateway_addr = format!("https://127.0.0.1:{}", handle.grpc_addr().port());
+    let mut client = sr_proto::connect::mtls_client(
+        sr_proto::connect::GatewayTarget {
+            addr: &gateway_addr,
+            tls_server_name: "localhost",
+            ca_file: &agent_dir.path().join(sr_proto::enrollment::CA_FILE),
+            cert_file: &agent_dir.path().join(sr_proto::enrollment::CERT_FILE),
+            key_file: &agent_dir.path().join(sr_proto::enrollment::KEY_FILE),
+        },
+        None,
+    )?;
     let request = |version: &str| AgentConfigRequest {
         agent_id: "agent-1".into(),
         config_version: version.to_string(),

@@ -33,6 +33,10 @@ use sr_proto::{DeviceUpdate, SyncMeta};
 use sr_testkit::pg::TestDb;
 use uuid::Uuid;
 
+/// The allocator of the `sr-gateway` binary, so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANT_MIGRATION: &str = include_str!("../../migrations/tenant/0001_data_plane.sql");
 
 async fn create_tenant_schema(db: &TestDb, schema: &TenantSchema) -> Result<()> {

@@ -30,6 +30,10 @@ use sr_proto::monitoring::agent_gateway_service_client::AgentGatewayServiceClien
 use sr_testkit::pg::TestDb;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+/// The allocator of the `sr-gateway` binary, so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANTS: usize = 1_000;
 const SOURCES_PER_TENANT: usize = 5;
 const CALLS: usize = 1_000;

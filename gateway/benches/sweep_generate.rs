@@ -15,6 +15,10 @@ use prost::Message;
 use serde_json::json;
 use sr_gateway::sweep::{SweepDefaults, SweepDevice, SweepMode, SweepSource, aggregate, generate};
 
+/// The allocator of the `sr-gateway` binary, so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUNS: usize = 20;
 
 fn sources() -> Vec<SweepSource> {

@@ -17,11 +17,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde_json::{Map, Value};
 use sqlx::{PgPool, Row};
+use sr_proto::encoded_response::EncodedBody;
 use sr_proto::sync_config::{Scope, SourceConfig};
 use thiserror::Error;
 use uuid::Uuid;
@@ -75,8 +75,8 @@ pub struct CachedConfig {
     pub sync_service_id: Uuid,
     /// Content hash.
     pub version: String,
-    /// Canonical JSON.
-    pub json: Bytes,
+    /// The canonical JSON, encoded once as the response's `config_json`.
+    pub body: EncodedBody,
     /// When it was built.
     pub built_at: DateTime<Utc>,
     /// Number of sources in it.
@@ -204,7 +204,7 @@ pub async fn sync_config(
         generation,
         sync_service_id: id,
         version: document.version,
-        json: document.json,
+        body: EncodedBody::new(document.json.to_vec(), None),
         built_at: now,
         source_count: fragments.len(),
         scope,

@@ -7,11 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool, Row};
-use sr_proto::monitoring::SweepConfig;
+use sr_proto::encoded_response::EncodedBody;
 use sr_proto::sync_config::SourceConfig;
 use thiserror::Error;
 use uuid::Uuid;
@@ -39,10 +38,10 @@ pub struct AgentSweep {
     pub version: String,
     /// When it was built.
     pub built_at: DateTime<Utc>,
-    /// `{"sweep": …}`, the `config_json` of the response.
-    pub config_json: Bytes,
-    /// The typed form (AgentConfigResponse field 10).
-    pub proto: SweepConfig,
+    /// The response's `config_json` (`{"sweep": …}`) and typed
+    /// `SweepConfig` (field 10), encoded once for every call that serves
+    /// this version.
+    pub body: EncodedBody,
     /// The document (for the admin preview).
     pub document: SweepDocument,
     /// What generation skipped or fixed.
@@ -96,18 +95,26 @@ pub async fn agent_sweep(
     }
     let schema: String = row.try_get("schema_name")?;
     let slug: String = row.try_get("slug")?;
+    let started = std::time::Instant::now();
     let (devices, sources) = load(pool, tenant_id, &slug, &schema, agent_id).await?;
+    let loaded = started.elapsed();
     let generated = generate(&devices, &sources, &SweepDefaults::default());
+    let generated_in = started.elapsed() - loaded;
     let sweep = Arc::new(AgentSweep {
         version: generated.config_version().to_string(),
         built_at: now,
-        config_json: Bytes::from(generated.document.agent_config_json()),
-        proto: generated.document.to_proto(),
+        body: EncodedBody::new(
+            generated.document.agent_config_json(),
+            Some(generated.document.to_proto()),
+        ),
         document: generated.document,
         stats: generated.stats,
         data_generation,
         config_generation,
     });
+    tracing::info!(tenant = %slug, agent_id, targets = sweep.stats.targets,
+        load_ms = loaded.as_millis() as u64, generate_ms = generated_in.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64, version = %sweep.version, "sweep config rebuilt");
     lock(cache).insert(key, sweep.clone());
     Ok(sweep)
 }
@@ -131,12 +138,10 @@ async fn load(
     let rows = sqlx::query(&format!(
         "SELECT d.uid, d.ip, d.hostname, d.partition, d.discovery_sources, d.metadata \
          FROM {schema}.ocsf_devices d \
-         WHERE d.merged_into IS NULL AND d.deleted_at IS NULL AND d.uid IN ( \
-             SELECT uid FROM {schema}.ocsf_devices WHERE agent_id = $1 \
-             UNION \
+         WHERE d.merged_into IS NULL AND d.deleted_at IS NULL AND (d.agent_id = $1 OR d.uid IN ( \
              SELECT dd.device_id FROM {schema}.discovered_devices dd \
              JOIN platform.integration_sources s ON s.id = dd.integration_source_id \
-             WHERE s.tenant_id = $2 AND s.agent_id = $1 AND dd.device_id IS NOT NULL)"
+             WHERE s.tenant_id = $2 AND s.agent_id = $1 AND dd.device_id IS NOT NULL))"
     ))
     .bind(agent_id)
     .bind(tenant_id)

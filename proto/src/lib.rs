@@ -2,6 +2,8 @@
 //!
 //! - [`monitoring`]: the generated protobuf messages and the
 //!   `AgentGatewayService` client and server (package `monitoring`).
+//! - [`gateway_server`]: the server the gateway implements, answering
+//!   GetConfig with [`encoded_response`]'s pre-encoded responses.
 //! - [`connect`]: an mTLS gateway client from a component's certificate files.
 //! - [`device_update`]: the DeviceUpdate JSON object carried in sync results.
 //! - [`chunking`]: packing DeviceUpdates into self-contained JSON-array chunks.
@@ -17,6 +19,7 @@ pub mod chunking;
 pub mod connect;
 pub mod device_update;
 pub mod duration;
+pub mod encoded_response;
 pub mod enrollment;
 pub mod limits;
 pub mod run_report;
@@ -26,6 +29,14 @@ pub mod sync_config;
 #[allow(clippy::all, missing_docs)]
 pub mod monitoring {
     tonic::include_proto!("monitoring");
+}
+
+/// The gateway's side of `AgentGatewayService`: the same service and
+/// messages as [`monitoring`], except that GetConfig answers with an
+/// [`encoded_response::EncodedConfigResponse`] (identical on the wire).
+#[allow(clippy::all, missing_docs)]
+pub mod gateway_server {
+    include!(concat!(env!("OUT_DIR"), "/gateway_server/monitoring.rs"));
 }
 
 pub use device_update::{DeviceUpdate, SyncMeta};

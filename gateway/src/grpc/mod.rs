@@ -10,10 +10,11 @@ pub mod auth;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sr_proto::limits;
-use sr_proto::monitoring::agent_gateway_service_server::{
+use sr_proto::encoded_response::{EncodedBody, EncodedConfigResponse};
+use sr_proto::gateway_server::agent_gateway_service_server::{
     AgentGatewayService, AgentGatewayServiceServer,
 };
+use sr_proto::limits;
 use sr_proto::monitoring::{
     AgentConfigRequest, AgentConfigResponse, AgentHelloRequest, AgentHelloResponse,
     GatewayStatusChunk, GatewayStatusRequest, GatewayStatusResponse,
@@ -108,7 +109,7 @@ impl GatewayService {
         &self,
         peer: &PeerIdentity,
         version: &str,
-    ) -> Result<Response<AgentConfigResponse>, Status> {
+    ) -> Result<Response<EncodedConfigResponse>, Status> {
         let sweep = crate::sweep_delivery::agent_sweep(
             &self.state.pool,
             &self.state.sweep_cache,
@@ -119,19 +120,20 @@ impl GatewayService {
         .await
         .map_err(|e| auth::internal("building the sweep config", &e))?;
         let not_modified = !version.is_empty() && version == sweep.version;
-        Ok(Response::new(AgentConfigResponse {
-            not_modified,
-            config_version: sweep.version.clone(),
-            config_timestamp: sweep.built_at.timestamp(),
-            heartbeat_interval_sec: self.heartbeat_interval_sec(),
-            config_poll_interval_sec: self.config_poll_interval_sec(),
-            checks: Vec::new(),
-            config_json: if not_modified {
-                Vec::new()
-            } else {
-                sweep.config_json.to_vec()
+        Ok(Response::new(EncodedConfigResponse {
+            head: AgentConfigResponse {
+                not_modified,
+                config_version: sweep.version.clone(),
+                config_timestamp: sweep.built_at.timestamp(),
+                heartbeat_interval_sec: self.heartbeat_interval_sec(),
+                config_poll_interval_sec: self.config_poll_interval_sec(),
+                ..AgentConfigResponse::default()
             },
-            sweep: (!not_modified).then(|| sweep.proto.clone()),
+            body: if not_modified {
+                EncodedBody::default()
+            } else {
+                sweep.body.clone()
+            },
         }))
     }
 }
@@ -201,7 +203,7 @@ impl AgentGatewayService for GatewayService {
     async fn get_config(
         &self,
         request: Request<AgentConfigRequest>,
-    ) -> Result<Response<AgentConfigResponse>, Status> {
+    ) -> Result<Response<EncodedConfigResponse>, Status> {
         let peer = self.peer(&request).await?;
         require_type("GetConfig", &peer, GET_CONFIG_TYPES)?;
         let req = request.into_inner();
@@ -211,19 +213,20 @@ impl AgentGatewayService for GatewayService {
         }
         let config = self.sync_config(&peer).await?;
         let not_modified = !req.config_version.is_empty() && req.config_version == config.version;
-        Ok(Response::new(AgentConfigResponse {
-            not_modified,
-            config_version: config.version.clone(),
-            config_timestamp: config.built_at.timestamp(),
-            heartbeat_interval_sec: self.heartbeat_interval_sec(),
-            config_poll_interval_sec: self.config_poll_interval_sec(),
-            checks: Vec::new(),
-            config_json: if not_modified {
-                Vec::new()
-            } else {
-                config.json.to_vec()
+        Ok(Response::new(EncodedConfigResponse {
+            head: AgentConfigResponse {
+                not_modified,
+                config_version: config.version.clone(),
+                config_timestamp: config.built_at.timestamp(),
+                heartbeat_interval_sec: self.heartbeat_interval_sec(),
+                config_poll_interval_sec: self.config_poll_interval_sec(),
+                ..AgentConfigResponse::default()
             },
-            sweep: None,
+            body: if not_modified {
+                EncodedBody::default()
+            } else {
+                config.body.clone()
+            },
         }))
     }
 
