@@ -119,12 +119,25 @@ impl GatewayService {
         )
         .await
         .map_err(|e| auth::internal("building the sweep config", &e))?;
-        let not_modified = !version.is_empty() && version == sweep.version;
-        Ok(Response::new(EncodedConfigResponse {
+        Ok(self.config_response(version, &sweep.version, sweep.built_at, &sweep.body))
+    }
+
+    /// A GetConfig answer for the config at `current` version: only the
+    /// small fields when the caller already holds it (`requested`), else
+    /// with the pre-encoded body too.
+    fn config_response(
+        &self,
+        requested: &str,
+        current: &str,
+        built_at: chrono::DateTime<chrono::Utc>,
+        body: &EncodedBody,
+    ) -> Response<EncodedConfigResponse> {
+        let not_modified = !requested.is_empty() && requested == current;
+        Response::new(EncodedConfigResponse {
             head: AgentConfigResponse {
                 not_modified,
-                config_version: sweep.version.clone(),
-                config_timestamp: sweep.built_at.timestamp(),
+                config_version: current.to_string(),
+                config_timestamp: built_at.timestamp(),
                 heartbeat_interval_sec: self.heartbeat_interval_sec(),
                 config_poll_interval_sec: self.config_poll_interval_sec(),
                 ..AgentConfigResponse::default()
@@ -132,9 +145,9 @@ impl GatewayService {
             body: if not_modified {
                 EncodedBody::default()
             } else {
-                sweep.body.clone()
+                body.clone()
             },
-        }))
+        })
     }
 }
 
@@ -212,22 +225,12 @@ impl AgentGatewayService for GatewayService {
             return self.agent_config(&peer, &req.config_version).await;
         }
         let config = self.sync_config(&peer).await?;
-        let not_modified = !req.config_version.is_empty() && req.config_version == config.version;
-        Ok(Response::new(EncodedConfigResponse {
-            head: AgentConfigResponse {
-                not_modified,
-                config_version: config.version.clone(),
-                config_timestamp: config.built_at.timestamp(),
-                heartbeat_interval_sec: self.heartbeat_interval_sec(),
-                config_poll_interval_sec: self.config_poll_interval_sec(),
-                ..AgentConfigResponse::default()
-            },
-            body: if not_modified {
-                EncodedBody::default()
-            } else {
-                config.body.clone()
-            },
-        }))
+        Ok(self.config_response(
+            &req.config_version,
+            &config.version,
+            config.built_at,
+            &config.body,
+        ))
     }
 
     async fn push_status(
