@@ -5,9 +5,13 @@
 //! - `not_modified`: the agent already has the current version;
 //! - `full (cached)`: the agent has no version; the sweep is served from
 //!   the gateway's cache (its devices did not change);
-//! - `full (changed)`: the tenant's devices changed before every call (the
-//!   data generation is bumped, as an ingested stream does), so the gateway
-//!   reloads the agent's devices and regenerates the sweep.
+//! - `full (racing commit)`: the tenant's devices changed right before the
+//!   call (the data generation is bumped and the background refresh started,
+//!   as an ingest commit does); the call waits for that rebuild in flight.
+//!   A poll arriving later finds the refreshed sweep: `full (cached)`.
+//! - `full (cold rebuild)`: the generation moved with no refresh started
+//!   (the first poll after a gateway restart), so the call itself reloads
+//!   the agent's devices and regenerates the sweep.
 //!
 //! Targets: not_modified p99 ≤ 2 ms; full 10k-target response p99 ≤ 50 ms.
 //! Run: `cargo bench -p sr-gateway --bench agent_sweep`.
@@ -37,7 +41,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "  {name:<16} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} calls)",
+        "  {name:<20} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} calls)",
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),
         ms(samples[samples.len() - 1]),
@@ -135,6 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let version = first.config_version.clone();
     let bytes = first.config_json.len();
+    let typed_bytes = first.sweep.as_ref().map_or(0, prost::Message::encoded_len);
 
     let mut not_modified = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
@@ -150,17 +155,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cached.push(started.elapsed());
         assert_eq!(response.config_version, version);
     }
-    let mut changed = Vec::with_capacity(CHANGED_CALLS);
-    for _ in 0..CHANGED_CALLS {
+    let bump = || {
         sqlx::query(
             "UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1",
         )
         .bind(tenant.id)
         .execute(&state.pool)
-        .await?;
+    };
+    let mut racing = Vec::with_capacity(CHANGED_CALLS);
+    for _ in 0..CHANGED_CALLS {
+        bump().await?;
+        sr_gateway::sweep_delivery::refresh_after_commit(state.clone(), tenant.id);
         let started = Instant::now();
         let response = client.get_config(request("")).await?.into_inner();
-        changed.push(started.elapsed());
+        racing.push(started.elapsed());
+        assert_eq!(
+            response.config_version, version,
+            "same devices, same version"
+        );
+        // Let the refresh task finish before the next commit.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut cold = Vec::with_capacity(CHANGED_CALLS);
+    for _ in 0..CHANGED_CALLS {
+        bump().await?;
+        let started = Instant::now();
+        let response = client.get_config(request("")).await?.into_inner();
+        cold.push(started.elapsed());
         assert_eq!(
             response.config_version, version,
             "same devices, same version"
@@ -168,12 +189,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!(
-        "agent_sweep: GetConfig for an agent with {TARGETS} targets over mTLS (config_json {:.1} MiB + typed SweepConfig)",
-        bytes as f64 / (1024.0 * 1024.0)
+        "agent_sweep: GetConfig for an agent with {TARGETS} targets over mTLS (config_json {:.1} MiB + typed SweepConfig {:.1} MiB)",
+        bytes as f64 / (1024.0 * 1024.0),
+        typed_bytes as f64 / (1024.0 * 1024.0)
     );
     report("not_modified", not_modified);
     report("full (cached)", cached);
-    report("full (changed)", changed);
+    report("full (racing commit)", racing);
+    report("full (cold rebuild)", cold);
     println!("  targets: not_modified p99 ≤ 2 ms; full 10k-target response p99 ≤ 50 ms");
     handle.shutdown().await?;
     Ok(())

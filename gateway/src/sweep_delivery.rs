@@ -2,7 +2,9 @@
 //! devices assigned to the agent (pure generation in [`crate::sweep`]),
 //! cached per (tenant, agent) and rebuilt only when the tenant's devices
 //! (`tenants.data_generation`) or any source config (`config_generation`)
-//! changed — one cheap query per GetConfig otherwise.
+//! changed — one cheap query per GetConfig otherwise. An ingest commit
+//! that changed devices also starts a background refresh of the tenant's
+//! cached sweeps, so agents' polls after a sync find them already rebuilt.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use sr_proto::sync_config::SourceConfig;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::state::AppState;
 use crate::sweep::{SweepDefaults, SweepDevice, SweepDocument, SweepSource, SweepStats, generate};
 
 /// Building an agent's sweep failed.
@@ -50,10 +53,61 @@ pub struct AgentSweep {
     config_generation: i64,
 }
 
-/// Built sweeps by (tenant, agent id).
+/// Built sweeps by (tenant, agent id), and the background refreshes after
+/// ingest commits.
 #[derive(Debug, Default)]
 pub struct SweepCache {
-    entries: Mutex<HashMap<(Uuid, String), Arc<AgentSweep>>>,
+    slots: Mutex<HashMap<(Uuid, String), Arc<Slot>>>,
+    refreshes: Mutex<HashMap<Uuid, Refresh>>,
+}
+
+/// One agent's cached sweep. The async lock is held while it is rebuilt, so
+/// a call that finds it stale waits for a rebuild in flight (a background
+/// refresh or another call) instead of building the same sweep twice.
+#[derive(Debug, Default)]
+struct Slot {
+    current: tokio::sync::Mutex<Option<Arc<AgentSweep>>>,
+}
+
+/// A tenant's background refresh: running, and whether another commit
+/// arrived while it ran.
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    again: bool,
+}
+
+/// Background refreshes of one tenant use at most this share of a core:
+/// after a pass that took `t`, the next waits `t × (1 / share − 1)`.
+const REFRESH_DUTY_SHARE: u32 = 10;
+/// Shortest wait between two refresh passes of a tenant.
+const REFRESH_MIN_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl SweepCache {
+    fn slot(&self, tenant_id: Uuid, agent_id: &str) -> Arc<Slot> {
+        lock(&self.slots)
+            .entry((tenant_id, agent_id.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// The agent's sweep as cached now, fresh or not, without waiting for
+    /// a rebuild in flight.
+    pub fn cached(&self, tenant_id: Uuid, agent_id: &str) -> Option<Arc<AgentSweep>> {
+        let slot = lock(&self.slots)
+            .get(&(tenant_id, agent_id.to_string()))?
+            .clone();
+        let current = slot.current.try_lock().ok()?;
+        current.clone()
+    }
+
+    /// Agents of the tenant with a sweep built (so, ones that asked).
+    fn agents_of(&self, tenant_id: Uuid) -> Vec<String> {
+        lock(&self.slots)
+            .keys()
+            .filter(|(tenant, _)| *tenant == tenant_id)
+            .map(|(_, agent)| agent.clone())
+            .collect()
+    }
 }
 
 /// Records, inside an ingest transaction, that a tenant's devices changed.
@@ -66,6 +120,63 @@ pub async fn mark_devices_changed(
         .execute(tx)
         .await
         .map(|_| ())
+}
+
+/// After an ingest commit that changed a tenant's devices: rebuilds, in the
+/// background, the sweeps of the tenant's agents that have asked for one,
+/// so their next poll is served from the cache instead of paying for the
+/// rebuild. Commits arriving during a pass coalesce into one more pass, and
+/// passes are spaced so that refreshing takes at most a tenth of a core.
+pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
+    {
+        let mut refreshes = lock(&state.sweep_cache.refreshes);
+        if let Some(running) = refreshes.get_mut(&tenant_id) {
+            running.again = true;
+            return;
+        }
+        refreshes.insert(tenant_id, Refresh { again: false });
+    }
+    tokio::spawn(async move {
+        loop {
+            let started = std::time::Instant::now();
+            refresh_tenant(
+                &state.pool,
+                &state.sweep_cache,
+                tenant_id,
+                state.clock.now(),
+            )
+            .await;
+            let took = started.elapsed();
+            {
+                let mut refreshes = lock(&state.sweep_cache.refreshes);
+                match refreshes.get_mut(&tenant_id) {
+                    Some(pending) if pending.again => pending.again = false,
+                    _ => {
+                        refreshes.remove(&tenant_id);
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep((took * (REFRESH_DUTY_SHARE - 1)).max(REFRESH_MIN_SPACING)).await;
+        }
+    });
+}
+
+/// Brings every cached sweep of the tenant up to date (one pass of
+/// [`refresh_after_commit`]). Failures are logged: the agent's next poll
+/// rebuilds and reports them.
+pub async fn refresh_tenant(
+    pool: &PgPool,
+    cache: &SweepCache,
+    tenant_id: Uuid,
+    now: DateTime<Utc>,
+) {
+    for agent_id in cache.agents_of(tenant_id) {
+        if let Err(error) = agent_sweep(pool, cache, tenant_id, &agent_id, now).await {
+            tracing::warn!(tenant_id = %tenant_id, agent_id, %error,
+                "refreshing the sweep config failed; the agent's next poll rebuilds it");
+        }
+    }
 }
 
 /// The current sweep of `agent_id` in `tenant_id`.
@@ -86,10 +197,15 @@ pub async fn agent_sweep(
     .ok_or(SweepDeliveryError::UnknownTenant(tenant_id))?;
     let data_generation: i64 = row.try_get("data_generation")?;
     let config_generation: i64 = row.try_get("config_generation")?;
-    let key = (tenant_id, agent_id.to_string());
-    if let Some(hit) = lock(cache).get(&key)
-        && hit.data_generation == data_generation
-        && hit.config_generation == config_generation
+    // Generations only grow: a sweep built at or after the ones read here
+    // holds every change committed before this call.
+    let fresh = |sweep: &AgentSweep| {
+        sweep.data_generation >= data_generation && sweep.config_generation >= config_generation
+    };
+    let slot = cache.slot(tenant_id, agent_id);
+    let mut current = slot.current.lock().await;
+    if let Some(hit) = current.as_ref()
+        && fresh(hit)
     {
         return Ok(hit.clone());
     }
@@ -115,12 +231,12 @@ pub async fn agent_sweep(
     tracing::info!(tenant = %slug, agent_id, targets = sweep.stats.targets,
         load_ms = loaded.as_millis() as u64, generate_ms = generated_in.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64, version = %sweep.version, "sweep config rebuilt");
-    lock(cache).insert(key, sweep.clone());
+    *current = Some(sweep.clone());
     Ok(sweep)
 }
 
-fn lock(cache: &SweepCache) -> std::sync::MutexGuard<'_, HashMap<(Uuid, String), Arc<AgentSweep>>> {
-    cache.entries.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The agent's devices and the tenant's source settings.

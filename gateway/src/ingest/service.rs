@@ -145,8 +145,10 @@ impl DeviceIngest {
         let stats = reconcile(&mut tx, &schema, &updates, &self.reconcile)
             .await
             .map_err(|e| storage_status("reconciling devices", e))?;
-        if stats.new_devices + stats.updated_devices + stats.merges + stats.ip_moves > 0 {
-            // Agents' sweep configs of this tenant are rebuilt on their next poll.
+        let devices_changed =
+            stats.new_devices + stats.updated_devices + stats.merges + stats.ip_moves > 0;
+        if devices_changed {
+            // Agents' sweep configs of this tenant are now stale.
             crate::sweep_delivery::mark_devices_changed(&mut tx, tenant_id)
                 .await
                 .map_err(|e| storage_status("recording the device change", e))?;
@@ -154,6 +156,9 @@ impl DeviceIngest {
         tx.commit()
             .await
             .map_err(|e| storage_status("committing", e))?;
+        if devices_changed {
+            crate::sweep_delivery::refresh_after_commit(state.clone(), tenant_id);
+        }
 
         if decoded.has_warnings() {
             tracing::warn!(

@@ -190,9 +190,11 @@ impl SweepDocument {
         serde_json::to_vec(&AgentConfigJson { sweep: self }).unwrap_or_default()
     }
 
-    /// The typed form (AgentConfigResponse field 10). Target metadata is
-    /// carried over unchanged; `ip`, `ports`, `hostname` and `device_id` are
-    /// also lifted into their typed fields.
+    /// The typed form (AgentConfigResponse field 10). `ip`, `ports`,
+    /// `hostname` and `device_id` are typed fields there, so a target's
+    /// metadata keeps only the source identifiers, as the sweep reference
+    /// lists them: carrying them twice made a 10k-target response a fifth
+    /// larger and cost every agent 30k map entries to decode.
     pub fn to_proto(&self) -> monitoring::SweepConfig {
         monitoring::SweepConfig {
             networks: self.networks.clone(),
@@ -204,6 +206,9 @@ impl SweepDocument {
         }
     }
 }
+
+/// Metadata keys that the typed target carries as fields of their own.
+const LIFTED_KEYS: [&str; 3] = [META_DEVICE_ID, META_HOSTNAME, META_PORTS];
 
 fn target_to_proto(target: &DeviceTarget) -> monitoring::DeviceTarget {
     let meta = |key: &str| target.metadata.get(key).cloned().unwrap_or_default();
@@ -217,6 +222,7 @@ fn target_to_proto(target: &DeviceTarget) -> monitoring::DeviceTarget {
         metadata: target
             .metadata
             .iter()
+            .filter(|(k, _)| !LIFTED_KEYS.contains(&k.as_ref()))
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     }
@@ -351,6 +357,11 @@ mod tests {
         assert_eq!(target.device_id, "sr:abc");
         assert_eq!(target.source, "armis");
         assert_eq!(target.metadata["armis_device_id"], "17");
+        assert_eq!(
+            target.metadata.keys().collect::<Vec<_>>(),
+            ["armis_device_id"],
+            "typed fields are not repeated in metadata"
+        );
     }
 
     #[test]

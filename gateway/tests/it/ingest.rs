@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use sr_gateway::identity::ComponentType;
-use sr_proto::monitoring::{GatewayServiceStatus, GatewayStatusChunk};
+use sr_proto::monitoring::{AgentConfigRequest, GatewayServiceStatus, GatewayStatusChunk};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -327,5 +327,63 @@ async fn only_sync_services_may_stream() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_commit_refreshes_cached_agent_sweeps_before_their_next_poll() {
+    let gw = TestGateway::start().await;
+    let tenant = gw.create_tenant("acme").await;
+    let tenant = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
+    let mut source = faker_source("faker");
+    source["agent_id"] = json!("agent-1");
+    let (status, source) = gw
+        .admin(
+            Method::POST,
+            "/api/v1/tenants/acme/integration-sources",
+            Some(source),
+        )
+        .await;
+    assert!(status.is_success(), "{source}");
+    let source = Uuid::parse_str(source["id"].as_str().unwrap()).unwrap();
+    let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
+    let ask = |version: &str| AgentConfigRequest {
+        agent_id: "agent-1".into(),
+        config_version: version.to_string(),
+    };
+    let before = agent.get_config(ask("")).await.unwrap().into_inner();
+    assert!(before.sweep.unwrap().device_targets.is_empty());
+
+    let updates: Vec<Value> = (0..50).map(|i| update(i, tenant, source)).collect();
+    let mut sync = gw.platform_sync_client();
+    send(
+        &mut sync,
+        vec![chunk("platform-sync", 0, 1, payload(&updates))],
+    )
+    .await
+    .unwrap();
+
+    // Without the agent asking, its cached sweep is rebuilt after the commit.
+    let cache = &gw.state().sweep_cache;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refreshed = loop {
+        match cache.cached(tenant, "agent-1") {
+            Some(sweep) if sweep.version != before.config_version => break sweep,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("the cached sweep was not refreshed after the commit")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(refreshed.stats.targets, 50);
+    // The next poll is served that very sweep.
+    let after = agent
+        .get_config(ask(&before.config_version))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!after.not_modified);
+    assert_eq!(after.config_version, refreshed.version);
+    assert_eq!(after.sweep.unwrap().device_targets.len(), 50);
     gw.stop().await;
 }
