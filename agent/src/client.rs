@@ -35,14 +35,7 @@ pub enum ClientError {
 
 impl ClientError {
     fn status(rpc: &'static str, status: tonic::Status) -> Self {
-        let mut message = status.message().to_string();
-        // Transport failures say only "transport error"; the cause is below.
-        let mut cause = std::error::Error::source(&status);
-        while let Some(inner) = cause {
-            message.push_str(": ");
-            message.push_str(&inner.to_string());
-            cause = inner.source();
-        }
+        let message = sr_proto::connect::status_with_causes(&status);
         Self::Status {
             rpc,
             code: status.code(),

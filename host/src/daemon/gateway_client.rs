@@ -22,8 +22,11 @@ pub enum GatewayError {
     /// Certificates or address are unusable.
     #[error("gateway connection setup: {0}")]
     Setup(String),
-    /// The gateway answered with an error status.
-    #[error("gateway refused {rpc}: {code:?}: {message}")]
+    /// The call failed with an error status: the gateway's answer, or the
+    /// transport's when the gateway could not be reached (its message then
+    /// ends with the cause chain, e.g. the refused TCP connection or the
+    /// rejected certificate).
+    #[error("gateway {rpc} failed: {code:?}: {message}")]
     Status {
         /// The RPC.
         rpc: &'static str,
@@ -57,7 +60,7 @@ impl GatewayError {
         Self::Status {
             rpc,
             code: status.code(),
-            message: status.message().to_string(),
+            message: sr_proto::connect::status_with_causes(&status),
         }
     }
 }
@@ -216,5 +219,45 @@ impl GatewayClient {
                 message: "the gateway did not acknowledge the stream".into(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp connect error")]
+    struct Connect(#[source] std::io::Error);
+
+    #[test]
+    fn transport_failures_carry_their_cause() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        let mut status = tonic::Status::unavailable("tcp connect error");
+        status.set_source(Arc::new(Connect(refused)));
+        let error = GatewayError::status("Hello", status);
+        assert_eq!(
+            error.to_string(),
+            "gateway Hello failed: Unavailable: tcp connect error: Connection refused (os error 111)"
+        );
+        assert!(error.is_transient());
+    }
+
+    #[test]
+    fn answers_from_the_gateway_keep_their_message() {
+        let error = GatewayError::status(
+            "GetConfig",
+            tonic::Status::failed_precondition("call Hello first"),
+        );
+        assert_eq!(
+            error.to_string(),
+            "gateway GetConfig failed: FailedPrecondition: call Hello first"
+        );
+        assert!(!error.is_transient());
     }
 }
