@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
@@ -49,9 +50,18 @@ pub enum DbError {
     BadSchemaName(String),
 }
 
+/// Statements slower than this are logged as warnings. sqlx's default (1 s)
+/// fired for every stream that waited its turn for a tenant's DIRE lock
+/// behind another stream of the same tenant, which is expected and logged
+/// by DIRE itself (`lock_wait_ms`); a statement this slow is not.
+const SLOW_STATEMENT: Duration = Duration::from_secs(10);
+
 /// Opens a pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = url.parse().map_err(DbError::Connect)?;
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()
+        .map_err(DbError::Connect)?
+        .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
     PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))

@@ -127,7 +127,10 @@ pub async fn reconcile(
     if options.batch_size == 0 {
         return Err(DireError::InvalidBatchSize);
     }
+    let waiting = std::time::Instant::now();
     let jit = lock_tenant(conn, schema).await?;
+    // Streams of one tenant take turns; how long this one queued.
+    let lock_wait_ms = waiting.elapsed().as_millis() as u64;
     let mut total = BatchStats::default();
     let mut touched = HashSet::new();
     for (batch, chunk) in updates.chunks(options.batch_size).enumerate() {
@@ -161,6 +164,7 @@ pub async fn reconcile(
         blocked_merges = total.blocked_merges,
         ip_moves = total.ip_moves,
         skipped = total.skipped_total(),
+        lock_wait_ms,
         "DIRE reconciled stream"
     );
     Ok(total)
