@@ -55,19 +55,37 @@ pub struct AgentSweep {
 
 /// Built sweeps by (tenant, agent id), and the background refreshes after
 /// ingest commits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SweepCache {
     slots: Mutex<HashMap<(Uuid, String), Arc<Slot>>>,
     refreshes: Mutex<HashMap<Uuid, Refresh>>,
+    idle_limit: std::time::Duration,
+}
+
+impl Default for SweepCache {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+            refreshes: Mutex::default(),
+            idle_limit: IDLE_AGENT,
+        }
+    }
 }
 
 /// One agent's cached sweep. The async lock is held while it is rebuilt, so
 /// a call that finds it stale waits for a rebuild in flight (a background
 /// refresh or another call) instead of building the same sweep twice.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
     current: tokio::sync::Mutex<Option<Arc<AgentSweep>>>,
+    /// When the agent (or an operator's preview) last asked for it.
+    asked: Mutex<std::time::Instant>,
 }
+
+/// Sweeps nobody asked for in this long are dropped at their tenant's next
+/// refresh pass instead of being rebuilt, so the cache holds the agents that
+/// are polling, not every agent that ever did.
+const IDLE_AGENT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A tenant's background refresh: running, and whether another commit
 /// arrived while it ran.
@@ -86,7 +104,12 @@ impl SweepCache {
     fn slot(&self, tenant_id: Uuid, agent_id: &str) -> Arc<Slot> {
         lock(&self.slots)
             .entry((tenant_id, agent_id.to_string()))
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    current: tokio::sync::Mutex::new(None),
+                    asked: Mutex::new(std::time::Instant::now()),
+                })
+            })
             .clone()
     }
 
@@ -100,9 +123,14 @@ impl SweepCache {
         current.clone()
     }
 
-    /// Agents of the tenant with a sweep built (so, ones that asked).
-    fn agents_of(&self, tenant_id: Uuid) -> Vec<String> {
-        lock(&self.slots)
+    /// Agents of the tenant that asked for a sweep within [`IDLE_AGENT`];
+    /// the others' sweeps are dropped.
+    fn agents_to_refresh(&self, tenant_id: Uuid) -> Vec<String> {
+        let mut slots = lock(&self.slots);
+        slots.retain(|(tenant, _), slot| {
+            *tenant != tenant_id || lock(&slot.asked).elapsed() < self.idle_limit
+        });
+        slots
             .keys()
             .filter(|(tenant, _)| *tenant == tenant_id)
             .map(|(_, agent)| agent.clone())
@@ -171,18 +199,33 @@ pub async fn refresh_tenant(
     tenant_id: Uuid,
     now: DateTime<Utc>,
 ) {
-    for agent_id in cache.agents_of(tenant_id) {
-        if let Err(error) = agent_sweep(pool, cache, tenant_id, &agent_id, now).await {
+    for agent_id in cache.agents_to_refresh(tenant_id) {
+        let slot = cache.slot(tenant_id, &agent_id);
+        if let Err(error) = current_sweep(pool, &slot, tenant_id, &agent_id, now).await {
             tracing::warn!(tenant_id = %tenant_id, agent_id, %error,
                 "refreshing the sweep config failed; the agent's next poll rebuilds it");
         }
     }
 }
 
-/// The current sweep of `agent_id` in `tenant_id`.
+/// The current sweep of `agent_id` in `tenant_id`, for the agent or an
+/// operator asking for it.
 pub async fn agent_sweep(
     pool: &PgPool,
     cache: &SweepCache,
+    tenant_id: Uuid,
+    agent_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Arc<AgentSweep>, SweepDeliveryError> {
+    let slot = cache.slot(tenant_id, agent_id);
+    *lock(&slot.asked) = std::time::Instant::now();
+    current_sweep(pool, &slot, tenant_id, agent_id, now).await
+}
+
+/// The sweep in `slot`, rebuilt first if the tenant's generations moved.
+async fn current_sweep(
+    pool: &PgPool,
+    slot: &Slot,
     tenant_id: Uuid,
     agent_id: &str,
     now: DateTime<Utc>,
@@ -202,7 +245,6 @@ pub async fn agent_sweep(
     let fresh = |sweep: &AgentSweep| {
         sweep.data_generation >= data_generation && sweep.config_generation >= config_generation
     };
-    let slot = cache.slot(tenant_id, agent_id);
     let mut current = slot.current.lock().await;
     if let Some(hit) = current.as_ref()
         && fresh(hit)
@@ -320,4 +362,29 @@ async fn load(
         });
     }
     Ok((devices, sources))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_passes_skip_and_drop_sweeps_nobody_asks_for() {
+        let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let cache = SweepCache::default();
+        cache.slot(tenant, "agent-1");
+        cache.slot(other, "agent-2");
+        assert_eq!(cache.agents_to_refresh(tenant), ["agent-1"]);
+
+        let idle = SweepCache {
+            idle_limit: std::time::Duration::ZERO,
+            ..SweepCache::default()
+        };
+        idle.slot(tenant, "agent-1");
+        idle.slot(other, "agent-2");
+        assert!(idle.agents_to_refresh(tenant).is_empty());
+        // Dropped; another tenant's are left to that tenant's passes.
+        let kept: Vec<_> = lock(&idle.slots).keys().cloned().collect();
+        assert_eq!(kept, [(other, "agent-2".to_string())]);
+    }
 }
