@@ -193,7 +193,7 @@ pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
 /// Brings every cached sweep of the tenant up to date (one pass of
 /// [`refresh_after_commit`]). Failures are logged: the agent's next poll
 /// rebuilds and reports them.
-pub async fn refresh_tenant(
+async fn refresh_tenant(
     pool: &PgPool,
     cache: &SweepCache,
     tenant_id: Uuid,
