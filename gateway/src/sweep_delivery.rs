@@ -193,12 +193,7 @@ pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
 /// Brings every cached sweep of the tenant up to date (one pass of
 /// [`refresh_after_commit`]). Failures are logged: the agent's next poll
 /// rebuilds and reports them.
-async fn refresh_tenant(
-    pool: &PgPool,
-    cache: &SweepCache,
-    tenant_id: Uuid,
-    now: DateTime<Utc>,
-) {
+async fn refresh_tenant(pool: &PgPool, cache: &SweepCache, tenant_id: Uuid, now: DateTime<Utc>) {
     for agent_id in cache.agents_to_refresh(tenant_id) {
         let slot = cache.slot(tenant_id, &agent_id);
         if let Err(error) = current_sweep(pool, &slot, tenant_id, &agent_id, now).await {
