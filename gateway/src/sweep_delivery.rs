@@ -58,7 +58,9 @@ pub struct AgentSweep {
 #[derive(Debug)]
 pub struct SweepCache {
     slots: Mutex<HashMap<(Uuid, String), Arc<Slot>>>,
-    refreshes: Mutex<HashMap<Uuid, Refresh>>,
+    /// Tenants with a background refresh running, and whether another
+    /// commit arrived during its pass (so one more pass is due).
+    refreshes: Mutex<HashMap<Uuid, bool>>,
     idle_limit: std::time::Duration,
 }
 
@@ -86,13 +88,6 @@ struct Slot {
 /// refresh pass instead of being rebuilt, so the cache holds the agents that
 /// are polling, not every agent that ever did.
 const IDLE_AGENT: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// A tenant's background refresh: running, and whether another commit
-/// arrived while it ran.
-#[derive(Debug, Clone, Copy)]
-struct Refresh {
-    again: bool,
-}
 
 /// Background refreshes of one tenant use at most this share of a core:
 /// after a pass that took `t`, the next waits `t × (1 / share − 1)`.
@@ -123,17 +118,17 @@ impl SweepCache {
         current.clone()
     }
 
-    /// Agents of the tenant that asked for a sweep within [`IDLE_AGENT`];
-    /// the others' sweeps are dropped.
-    fn agents_to_refresh(&self, tenant_id: Uuid) -> Vec<String> {
+    /// The tenant's agents, with their slots, that asked for a sweep within
+    /// [`IDLE_AGENT`]; the others' sweeps are dropped.
+    fn agents_to_refresh(&self, tenant_id: Uuid) -> Vec<(String, Arc<Slot>)> {
         let mut slots = lock(&self.slots);
         slots.retain(|(tenant, _), slot| {
             *tenant != tenant_id || lock(&slot.asked).elapsed() < self.idle_limit
         });
         slots
-            .keys()
-            .filter(|(tenant, _)| *tenant == tenant_id)
-            .map(|(_, agent)| agent.clone())
+            .iter()
+            .filter(|((tenant, _), _)| *tenant == tenant_id)
+            .map(|((_, agent), slot)| (agent.clone(), slot.clone()))
             .collect()
     }
 }
@@ -158,11 +153,11 @@ pub async fn mark_devices_changed(
 pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
     {
         let mut refreshes = lock(&state.sweep_cache.refreshes);
-        if let Some(running) = refreshes.get_mut(&tenant_id) {
-            running.again = true;
+        if let Some(again) = refreshes.get_mut(&tenant_id) {
+            *again = true;
             return;
         }
-        refreshes.insert(tenant_id, Refresh { again: false });
+        refreshes.insert(tenant_id, false);
     }
     tokio::spawn(async move {
         loop {
@@ -178,7 +173,7 @@ pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
             {
                 let mut refreshes = lock(&state.sweep_cache.refreshes);
                 match refreshes.get_mut(&tenant_id) {
-                    Some(pending) if pending.again => pending.again = false,
+                    Some(again) if *again => *again = false,
                     _ => {
                         refreshes.remove(&tenant_id);
                         return;
@@ -194,9 +189,17 @@ pub fn refresh_after_commit(state: Arc<AppState>, tenant_id: Uuid) {
 /// [`refresh_after_commit`]). Failures are logged: the agent's next poll
 /// rebuilds and reports them.
 async fn refresh_tenant(pool: &PgPool, cache: &SweepCache, tenant_id: Uuid, now: DateTime<Utc>) {
-    for agent_id in cache.agents_to_refresh(tenant_id) {
-        let slot = cache.slot(tenant_id, &agent_id);
-        if let Err(error) = current_sweep(pool, &slot, tenant_id, &agent_id, now).await {
+    // One read of the generations serves the whole pass.
+    let tenant = match TenantRow::read(pool, tenant_id).await {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            tracing::warn!(tenant_id = %tenant_id, %error,
+                "refreshing the tenant's sweep configs failed; agents' next polls rebuild them");
+            return;
+        }
+    };
+    for (agent_id, slot) in cache.agents_to_refresh(tenant_id) {
+        if let Err(error) = current_sweep(pool, &slot, &tenant, &agent_id, now).await {
             tracing::warn!(tenant_id = %tenant_id, agent_id, %error,
                 "refreshing the sweep config failed; the agent's next poll rebuilds it");
         }
@@ -212,33 +215,56 @@ pub async fn agent_sweep(
     agent_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Arc<AgentSweep>, SweepDeliveryError> {
+    let tenant = TenantRow::read(pool, tenant_id).await?;
     let slot = cache.slot(tenant_id, agent_id);
     *lock(&slot.asked) = std::time::Instant::now();
-    current_sweep(pool, &slot, tenant_id, agent_id, now).await
+    current_sweep(pool, &slot, &tenant, agent_id, now).await
 }
 
-/// The sweep in `slot`, rebuilt first if the tenant's generations moved.
+/// What an agent's sweep is built from and checked against: the tenant's
+/// schema and its generations, read before the sweep is looked at.
+struct TenantRow {
+    id: Uuid,
+    slug: String,
+    schema: String,
+    data_generation: i64,
+    config_generation: i64,
+}
+
+impl TenantRow {
+    async fn read(pool: &PgPool, tenant_id: Uuid) -> Result<Self, SweepDeliveryError> {
+        let row = sqlx::query(
+            "SELECT t.data_generation, t.slug, t.schema_name, (SELECT value FROM platform.config_generation) AS config_generation \
+             FROM platform.tenants t WHERE t.id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(SweepDeliveryError::UnknownTenant(tenant_id))?;
+        Ok(Self {
+            id: tenant_id,
+            slug: row.try_get("slug")?,
+            schema: row.try_get("schema_name")?,
+            data_generation: row.try_get("data_generation")?,
+            config_generation: row.try_get("config_generation")?,
+        })
+    }
+}
+
+/// The sweep in `slot`, rebuilt first if it is older than `tenant`'s
+/// generations.
 async fn current_sweep(
     pool: &PgPool,
     slot: &Slot,
-    tenant_id: Uuid,
+    tenant: &TenantRow,
     agent_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Arc<AgentSweep>, SweepDeliveryError> {
-    let row = sqlx::query(
-        "SELECT t.data_generation, t.slug, t.schema_name, (SELECT value FROM platform.config_generation) AS config_generation \
-         FROM platform.tenants t WHERE t.id = $1",
-    )
-    .bind(tenant_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(SweepDeliveryError::UnknownTenant(tenant_id))?;
-    let data_generation: i64 = row.try_get("data_generation")?;
-    let config_generation: i64 = row.try_get("config_generation")?;
     // Generations only grow: a sweep built at or after the ones read here
-    // holds every change committed before this call.
+    // holds every change committed before they were read.
     let fresh = |sweep: &AgentSweep| {
-        sweep.data_generation >= data_generation && sweep.config_generation >= config_generation
+        sweep.data_generation >= tenant.data_generation
+            && sweep.config_generation >= tenant.config_generation
     };
     let mut current = slot.current.lock().await;
     if let Some(hit) = current.as_ref()
@@ -246,10 +272,9 @@ async fn current_sweep(
     {
         return Ok(hit.clone());
     }
-    let schema: String = row.try_get("schema_name")?;
-    let slug: String = row.try_get("slug")?;
+    let (slug, schema) = (&tenant.slug, &tenant.schema);
     let started = std::time::Instant::now();
-    let (devices, sources) = load(pool, tenant_id, &slug, &schema, agent_id).await?;
+    let (devices, sources) = load(pool, tenant.id, slug, schema, agent_id).await?;
     let loaded = started.elapsed();
     let generated = generate(&devices, &sources, &SweepDefaults::default());
     let generated_in = started.elapsed() - loaded;
@@ -262,8 +287,8 @@ async fn current_sweep(
         ),
         document: generated.document,
         stats: generated.stats,
-        data_generation,
-        config_generation,
+        data_generation: tenant.data_generation,
+        config_generation: tenant.config_generation,
     });
     tracing::info!(tenant = %slug, agent_id, targets = sweep.stats.targets,
         load_ms = loaded.as_millis() as u64, generate_ms = generated_in.as_millis() as u64,
@@ -369,7 +394,12 @@ mod tests {
         let cache = SweepCache::default();
         cache.slot(tenant, "agent-1");
         cache.slot(other, "agent-2");
-        assert_eq!(cache.agents_to_refresh(tenant), ["agent-1"]);
+        let agents: Vec<String> = cache
+            .agents_to_refresh(tenant)
+            .into_iter()
+            .map(|(agent, _)| agent)
+            .collect();
+        assert_eq!(agents, ["agent-1"]);
 
         let idle = SweepCache {
             idle_limit: std::time::Duration::ZERO,
