@@ -35,7 +35,7 @@ pub enum ClientError {
 
 impl ClientError {
     fn status(rpc: &'static str, status: tonic::Status) -> Self {
-        let message = sr_proto::connect::status_with_causes(&status);
+        let message = sr_proto::error_chain::status_with_causes(&status);
         Self::Status {
             rpc,
             code: status.code(),

@@ -62,24 +62,6 @@ pub fn mtls_client(
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
 }
 
-/// A call's status message followed by each cause not already in it: a
-/// transport failure says only "transport error" at the top, and the reason
-/// an operator can act on (connection refused, unknown CA, expired
-/// certificate) is further down the chain.
-pub fn status_with_causes(status: &tonic::Status) -> String {
-    let mut message = status.message().to_string();
-    let mut cause = std::error::Error::source(status);
-    while let Some(error) = cause {
-        let text = error.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = error.source();
-    }
-    message
-}
-
 /// A Hello request that describes this machine (hostname, OS,
 /// architecture); the caller fills in who it is and what it runs, as in
 /// `AgentHelloRequest { agent_id, .., ..this_machine() }`.

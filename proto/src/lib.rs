@@ -13,6 +13,7 @@
 //! - [`enrollment`]: edge enrollment tokens (and, with the `enroll-client`
 //!   feature, the client that redeems them).
 //! - [`duration`]: Go-style duration strings (`5m`, `1h30m`).
+//! - [`error_chain`]: error messages that keep their causes.
 //! - [`limits`]: the size limits of the protocol.
 
 pub mod chunking;
@@ -21,6 +22,7 @@ pub mod device_update;
 pub mod duration;
 pub mod encoded_response;
 pub mod enrollment;
+pub mod error_chain;
 pub mod limits;
 pub mod run_report;
 pub mod sync_config;

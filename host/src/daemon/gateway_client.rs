@@ -60,7 +60,7 @@ impl GatewayError {
         Self::Status {
             rpc,
             code: status.code(),
-            message: sr_proto::connect::status_with_causes(&status),
+            message: sr_proto::error_chain::status_with_causes(&status),
         }
     }
 }

@@ -371,18 +371,8 @@ impl ServerCertVerifier for PinnedRootVerifier {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::error_chain::with_causes(e.to_string(), e.source())
 }
 
 #[cfg(test)]
