@@ -13,12 +13,17 @@ use crate::support::{GrpcClient, TestGateway, faker_source};
 
 /// A tenant with one faker source assigned to the platform sync.
 async fn tenant_with_source(gw: &TestGateway, slug: &str) -> (Uuid, Uuid) {
+    tenant_with(gw, slug, faker_source("faker")).await
+}
+
+/// A tenant with the integration source `body`: (tenant id, source id).
+async fn tenant_with(gw: &TestGateway, slug: &str, body: Value) -> (Uuid, Uuid) {
     let tenant = gw.create_tenant(slug).await;
     let (status, source) = gw
         .admin(
             Method::POST,
             &format!("/api/v1/tenants/{slug}/integration-sources"),
-            Some(faker_source("faker")),
+            Some(body),
         )
         .await;
     assert!(status.is_success(), "{source}");
@@ -333,19 +338,9 @@ async fn only_sync_services_may_stream() {
 #[tokio::test]
 async fn a_commit_refreshes_cached_agent_sweeps_before_their_next_poll() {
     let gw = TestGateway::start().await;
-    let tenant = gw.create_tenant("acme").await;
-    let tenant = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
     let mut source = faker_source("faker");
     source["agent_id"] = json!("agent-1");
-    let (status, source) = gw
-        .admin(
-            Method::POST,
-            "/api/v1/tenants/acme/integration-sources",
-            Some(source),
-        )
-        .await;
-    assert!(status.is_success(), "{source}");
-    let source = Uuid::parse_str(source["id"].as_str().unwrap()).unwrap();
+    let (tenant, source) = tenant_with(&gw, "acme", source).await;
     let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
     let ask = |version: &str| AgentConfigRequest {
         agent_id: "agent-1".into(),
