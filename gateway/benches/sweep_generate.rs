@@ -1,6 +1,7 @@
 //! Sweep generation for 100k devices (target ≤ 250 ms), aggregation on its
-//! own, and what delivery costs on top: the `config_json` body, the typed
-//! `SweepConfig` and its protobuf encoding. Also 10k devices, the size of a
+//! own, and what delivery costs on top: generation that also writes the
+//! `config_json` body (as delivery runs it), the body on its own, and the
+//! typed `SweepConfig` through prost's structs and encoded directly. Also 10k devices, the size of a
 //! large agent's GetConfig. Prints wall-clock p50 / p99 / max over the runs
 //! and this thread's CPU time (on a shared machine wall time includes
 //! waiting for a core). Dropping the generated document is timed apart.
@@ -13,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use serde_json::json;
-use sr_gateway::sweep::{SweepDefaults, SweepDevice, SweepMode, SweepSource, aggregate, generate};
+use sr_gateway::sweep::{
+    SweepDefaults, SweepDevice, SweepMode, SweepSource, aggregate, generate,
+    generate_with_config_json,
+};
 
 /// The allocator of the `sr-gateway` binary, so the figures are its own.
 #[global_allocator]
@@ -160,6 +164,10 @@ fn run(count: usize) {
     let (times, drops) = measure(|| generate(black_box(&devices), &sources, &defaults));
     report(&format!("generate ({count})"), &times);
     report(&format!("  dropping the result ({count})"), &drops);
+    report(
+        &format!("generate with config_json ({count})"),
+        &measure(|| generate_with_config_json(black_box(&devices), &sources, &defaults)).0,
+    );
     let addresses: Vec<IpAddr> = doc.device_targets.iter().filter_map(|t| t.ip()).collect();
     report(
         &format!("aggregate only ({} addresses)", addresses.len()),
@@ -172,6 +180,10 @@ fn run(count: usize) {
     report(
         &format!("typed SweepConfig + encode ({count})"),
         &measure(|| doc.to_proto().encode_to_vec()).0,
+    );
+    report(
+        &format!("typed SweepConfig, direct encoding ({count})"),
+        &measure(|| doc.encode_proto()).0,
     );
 }
 

@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes};
 use prost::Message;
-use prost::encoding::{DecodeContext, WireType};
+use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::monitoring::{AgentConfigResponse, SweepConfig};
 
@@ -29,6 +29,26 @@ impl EncodedBody {
             ..AgentConfigResponse::default()
         };
         Self(Bytes::from(fields.encode_to_vec()))
+    }
+
+    /// `config_json` and a `SweepConfig` message that is already encoded
+    /// (its fields, without tag or length): the same bytes as [`Self::new`]
+    /// given the decoded message, for callers that encode the sweep straight
+    /// from their own types.
+    pub fn with_encoded_sweep(config_json: &[u8], sweep: &[u8]) -> Self {
+        let field_len = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+        let mut out = Vec::with_capacity(field_len(config_json.len()) + field_len(sweep.len()));
+        // Field numbers of `AgentConfigResponse` in monitoring.proto, in
+        // the order prost writes them.
+        if !config_json.is_empty() {
+            encode_key(7, WireType::LengthDelimited, &mut out);
+            encode_varint(config_json.len() as u64, &mut out);
+            out.extend_from_slice(config_json);
+        }
+        encode_key(10, WireType::LengthDelimited, &mut out);
+        encode_varint(sweep.len() as u64, &mut out);
+        out.extend_from_slice(sweep);
+        Self(Bytes::from(out))
     }
 
     /// Encoded length in bytes.
@@ -138,6 +158,20 @@ mod tests {
         let round = EncodedConfigResponse::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(round.head, decoded);
         assert!(round.body.is_empty());
+    }
+
+    #[test]
+    fn an_encoded_sweep_gives_the_same_bytes() {
+        let json = br#"{"sweep":{}}"#.to_vec();
+        let sweep = sweep();
+        assert_eq!(
+            EncodedBody::with_encoded_sweep(&json, &sweep.encode_to_vec()),
+            EncodedBody::new(json, Some(sweep.clone()))
+        );
+        assert_eq!(
+            EncodedBody::with_encoded_sweep(&[], &[]),
+            EncodedBody::new(Vec::new(), Some(SweepConfig::default()))
+        );
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sr_proto::monitoring;
@@ -115,12 +117,7 @@ impl DeviceTarget {
     pub fn ports(&self) -> Vec<u16> {
         self.metadata
             .get(META_PORTS)
-            .map(|text| {
-                text.split(',')
-                    .filter_map(|p| p.trim().parse::<u16>().ok())
-                    .filter(|&p| p != 0)
-                    .collect()
-            })
+            .map(|text| parse_ports(text).collect())
             .unwrap_or_default()
     }
 }
@@ -129,35 +126,62 @@ impl DeviceTarget {
 /// except `config_hash`, in declaration order, maps sorted by key. Equal
 /// content gives equal hashes whatever `config_hash` currently holds.
 pub fn content_hash(document: &SweepDocument) -> String {
-    #[derive(Serialize)]
-    struct Content<'a> {
-        networks: &'a [String],
-        ports: &'a [u16],
-        sweep_modes: &'a [SweepMode],
-        device_targets: &'a [DeviceTarget],
-        #[serde(with = "go_duration")]
-        interval: Duration,
-        concurrency: u32,
-        #[serde(with = "go_duration")]
-        timeout: Duration,
-    }
-    let content = Content {
-        networks: &document.networks,
-        ports: &document.ports,
-        sweep_modes: &document.sweep_modes,
-        device_targets: &document.device_targets,
-        interval: document.interval,
-        concurrency: document.concurrency,
-        timeout: document.timeout,
-    };
     // serde_json writes in small pieces; buffer them for the hasher.
     let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
     // Serialising plain data into a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut writer, &content);
+    let _ = serde_json::to_writer(&mut writer, &Content::of(document));
     // Flushing into the hasher cannot fail, so nothing stays buffered.
     let _ = writer.flush();
     let (hasher, _) = writer.into_parts();
     hex::encode(hasher.0.finalize())
+}
+
+/// The [`content_hash`] of a document and its
+/// [`SweepDocument::agent_config_json`] with that hash, from one
+/// serialisation: `config_hash` is the document's last field, so the body
+/// is the hashed content with the hash appended.
+pub fn hash_and_agent_config_json(document: &SweepDocument) -> (String, Vec<u8>) {
+    const PREFIX: &[u8] = b"{\"sweep\":";
+    let mut body = Vec::with_capacity(document.device_targets.len() * 320 + 1024);
+    body.extend_from_slice(PREFIX);
+    // Serialising plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, &Content::of(document));
+    let hash = hex::encode(Sha256::digest(&body[PREFIX.len()..]));
+    // The content is a JSON object: reopen it for the hash.
+    body.pop();
+    body.extend_from_slice(b",\"config_hash\":\"");
+    body.extend_from_slice(hash.as_bytes());
+    body.extend_from_slice(b"\"}}");
+    (hash, body)
+}
+
+/// What [`content_hash`] covers: every field of the document but
+/// `config_hash`, in declaration order.
+#[derive(Serialize)]
+struct Content<'a> {
+    networks: &'a [String],
+    ports: &'a [u16],
+    sweep_modes: &'a [SweepMode],
+    device_targets: &'a [DeviceTarget],
+    #[serde(with = "go_duration")]
+    interval: Duration,
+    concurrency: u32,
+    #[serde(with = "go_duration")]
+    timeout: Duration,
+}
+
+impl<'a> Content<'a> {
+    fn of(document: &'a SweepDocument) -> Self {
+        Self {
+            networks: &document.networks,
+            ports: &document.ports,
+            sweep_modes: &document.sweep_modes,
+            device_targets: &document.device_targets,
+            interval: document.interval,
+            concurrency: document.concurrency,
+            timeout: document.timeout,
+        }
+    }
 }
 
 struct HashWriter(Sha256);
@@ -205,6 +229,117 @@ impl SweepDocument {
             config_hash: self.config_hash.clone(),
         }
     }
+}
+
+impl SweepDocument {
+    /// [`Self::to_proto`] encoded: the same bytes as
+    /// `self.to_proto().encode_to_vec()`, written straight from the document.
+    /// Building the message first costs a string and a map per target, which
+    /// made encoding cost more than generating the sweep.
+    pub fn encode_proto(&self) -> Vec<u8> {
+        // Field numbers of `SweepConfig` and `DeviceTarget` in monitoring.proto.
+        let mut out = Vec::with_capacity(self.device_targets.len() * 160 + 1024);
+        for network in &self.networks {
+            put_str(&mut out, 1, network);
+        }
+        let mut target_bytes = Vec::with_capacity(256);
+        let mut ip = String::with_capacity(48);
+        for target in &self.device_targets {
+            target_bytes.clear();
+            encode_target(target, &mut ip, &mut target_bytes);
+            put_bytes(&mut out, 2, &target_bytes);
+        }
+        for mode in &self.sweep_modes {
+            put_str(&mut out, 3, mode.as_str());
+        }
+        let interval = i32::try_from(self.interval.as_secs()).unwrap_or(i32::MAX);
+        if interval != 0 {
+            encode_key(4, WireType::Varint, &mut out);
+            // int32 is sign-extended to 64 bits on the wire.
+            encode_varint(i64::from(interval) as u64, &mut out);
+        }
+        put_packed_ports(&mut out, 5, self.ports.iter().copied());
+        put_str(&mut out, 6, &self.config_hash);
+        out
+    }
+}
+
+/// One `DeviceTarget` message's fields, as [`target_to_proto`] and prost
+/// would write them. `ip` is scratch space.
+fn encode_target(target: &DeviceTarget, ip: &mut String, out: &mut Vec<u8>) {
+    ip.clear();
+    if let Some(address) = target.ip() {
+        // Writing into a String cannot fail.
+        let _ = write!(ip, "{address}");
+    }
+    put_str(out, 1, ip);
+    if let Some(ports) = target.metadata.get(META_PORTS) {
+        put_packed_ports(out, 2, parse_ports(ports));
+    }
+    put_str(out, 3, target.metadata.get(META_HOSTNAME).map_or("", |h| h));
+    for mode in &target.sweep_modes {
+        put_str(out, 4, mode.as_str());
+    }
+    put_str(out, 5, &target.source);
+    put_str(
+        out,
+        6,
+        target.metadata.get(META_DEVICE_ID).map_or("", |d| d),
+    );
+    for (key, value) in &target.metadata {
+        if LIFTED_KEYS.contains(&key.as_ref()) {
+            continue;
+        }
+        // A map entry is a message of key = 1 and value = 2; prost leaves
+        // out an empty key or value, as for any default field.
+        let field_len = |text: &str| {
+            if text.is_empty() {
+                0
+            } else {
+                1 + encoded_len_varint(text.len() as u64) + text.len()
+            }
+        };
+        encode_key(7, WireType::LengthDelimited, out);
+        encode_varint((field_len(key) + field_len(value)) as u64, out);
+        put_str(out, 1, key);
+        put_str(out, 2, value);
+    }
+}
+
+/// A string field; proto3 leaves out an empty one.
+fn put_str(out: &mut Vec<u8>, tag: u32, text: &str) {
+    if !text.is_empty() {
+        put_bytes(out, tag, text.as_bytes());
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// A packed `repeated int32` of ports; left out when empty.
+fn put_packed_ports(out: &mut Vec<u8>, tag: u32, ports: impl Iterator<Item = u16> + Clone) {
+    let len: usize = ports
+        .clone()
+        .map(|p| encoded_len_varint(u64::from(p)))
+        .sum();
+    if len == 0 {
+        return;
+    }
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    for port in ports {
+        encode_varint(u64::from(port), out);
+    }
+}
+
+/// Ports from a target's comma-separated `ports` metadata.
+fn parse_ports(text: &str) -> impl Iterator<Item = u16> + Clone + '_ {
+    text.split(',')
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .filter(|&p| p != 0)
 }
 
 /// Metadata keys that the typed target carries as fields of their own.
@@ -342,6 +477,19 @@ mod tests {
     }
 
     #[test]
+    fn one_serialisation_gives_the_hash_and_the_body() {
+        let mut doc = document();
+        doc.config_hash = "stale".into();
+        let (hash, body) = hash_and_agent_config_json(&doc);
+        assert_eq!(hash, content_hash(&doc));
+        doc.config_hash = hash;
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            String::from_utf8(doc.agent_config_json()).unwrap()
+        );
+    }
+
+    #[test]
     fn proto_lifts_typed_fields() {
         let mut doc = document();
         doc.config_hash = content_hash(&doc);
@@ -362,6 +510,48 @@ mod tests {
             ["armis_device_id"],
             "typed fields are not repeated in metadata"
         );
+    }
+
+    #[test]
+    fn direct_encoding_is_the_messages() {
+        use prost::Message;
+        let mut doc = document();
+        doc.config_hash = content_hash(&doc);
+        // Empty and default values prost leaves out, odd ports text, IPv6.
+        doc.device_targets.push(DeviceTarget {
+            network: "2001:db8::1/128".into(),
+            sweep_modes: vec![],
+            query_label: String::new(),
+            source: String::new(),
+            metadata: BTreeMap::from([
+                ("empty_value".into(), String::new()),
+                (META_PORTS.into(), " 80, x,0,65535,443".into()),
+            ]),
+        });
+        doc.device_targets.push(DeviceTarget {
+            network: "not an address".into(),
+            sweep_modes: vec![SweepMode::TcpConnect],
+            query_label: String::new(),
+            source: "netbox".into(),
+            metadata: BTreeMap::from([("".into(), "keyless".into())]),
+        });
+        assert_eq!(doc.encode_proto(), doc.to_proto().encode_to_vec());
+        let empty = SweepDocument {
+            networks: vec![],
+            ports: vec![],
+            sweep_modes: vec![],
+            device_targets: vec![],
+            interval: Duration::ZERO,
+            concurrency: 0,
+            timeout: Duration::ZERO,
+            config_hash: String::new(),
+        };
+        assert_eq!(empty.encode_proto(), empty.to_proto().encode_to_vec());
+        let huge = SweepDocument {
+            interval: Duration::from_secs(u64::MAX),
+            ..empty
+        };
+        assert_eq!(huge.encode_proto(), huge.to_proto().encode_to_vec());
     }
 
     #[test]

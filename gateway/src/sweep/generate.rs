@@ -31,8 +31,10 @@ use sr_proto::sync_config::SourceConfig;
 use thiserror::Error;
 
 use super::aggregate::aggregate;
+use super::device_metadata::SweepMetadata;
 use super::document::{
-    DeviceTarget, META_DEVICE_ID, META_HOSTNAME, META_PORTS, SweepDocument, SweepMode, content_hash,
+    DeviceTarget, META_DEVICE_ID, META_HOSTNAME, META_PORTS, SweepDocument, SweepMode,
+    content_hash, hash_and_agent_config_json,
 };
 use super::source_values;
 
@@ -55,12 +57,13 @@ pub struct SweepDevice {
     pub partition: String,
     /// Sources that reported the device (`discovery_sources`).
     pub discovery_sources: Vec<String>,
-    /// The integration source record whose settings apply (usually
-    /// `metadata.integration_source_id`).
+    /// The integration source record whose settings apply
+    /// (`metadata.integration_source_id`).
     pub integration_source_id: Option<String>,
-    /// The device's metadata (`metadata` JSONB): identifiers, `query_label`,
-    /// and ports / modes from the source data.
-    pub metadata: serde_json::Map<String, Value>,
+    /// What generation reads from the device's metadata (`metadata`
+    /// JSONB): identifiers, `query_label`, and ports / modes from the
+    /// source data.
+    pub metadata: SweepMetadata,
 }
 
 impl SweepDevice {
@@ -75,23 +78,33 @@ impl SweepDevice {
         discovery_sources: Vec<String>,
         metadata: Value,
     ) -> Self {
-        let metadata = match metadata {
-            Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
-        let integration_source_id = metadata
-            .get(keys::INTEGRATION_SOURCE_ID)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        Self::new(
+            uid,
+            ip,
+            hostname,
+            partition,
+            discovery_sources,
+            SweepMetadata::from_value(metadata),
+        )
+    }
+
+    /// [`Self::from_row`] with the metadata already picked (decoded straight
+    /// from the stored JSON).
+    pub fn new(
+        uid: String,
+        ip: Option<String>,
+        hostname: Option<String>,
+        partition: String,
+        discovery_sources: Vec<String>,
+        mut metadata: SweepMetadata,
+    ) -> Self {
         Self {
             device_id: uid,
             ip,
             hostname,
             partition,
             discovery_sources,
-            integration_source_id,
+            integration_source_id: metadata.integration_source_id.take(),
             metadata,
         }
     }
@@ -360,6 +373,31 @@ pub fn generate(
     sources: &[SweepSource],
     defaults: &SweepDefaults,
 ) -> GeneratedSweep {
+    let (mut document, stats) = document_without_hash(devices, sources, defaults);
+    document.config_hash = content_hash(&document);
+    GeneratedSweep { document, stats }
+}
+
+/// [`generate`], and the agent's `config_json` body
+/// ([`SweepDocument::agent_config_json`]) from the same serialisation that
+/// gives the hash, for delivery.
+pub fn generate_with_config_json(
+    devices: &[SweepDevice],
+    sources: &[SweepSource],
+    defaults: &SweepDefaults,
+) -> (GeneratedSweep, Vec<u8>) {
+    let (mut document, stats) = document_without_hash(devices, sources, defaults);
+    let (hash, config_json) = hash_and_agent_config_json(&document);
+    document.config_hash = hash;
+    (GeneratedSweep { document, stats }, config_json)
+}
+
+/// The document with its `config_hash` left empty, and what was skipped.
+fn document_without_hash(
+    devices: &[SweepDevice],
+    sources: &[SweepSource],
+    defaults: &SweepDefaults,
+) -> (SweepDocument, SweepStats) {
     let settings: Vec<Settings<'_>> = sources.iter().map(Settings::new).collect();
     let mut by_id: FastMap<&str, &Settings<'_>> = FastMap::default();
     for (source, settings) in sources.iter().zip(&settings) {
@@ -410,7 +448,7 @@ pub fn generate(
     };
     stats.targets = targets.len();
     stats.networks = networks.len();
-    let mut document = SweepDocument {
+    let document = SweepDocument {
         networks,
         ports,
         sweep_modes,
@@ -420,8 +458,7 @@ pub fn generate(
         timeout: defaults.timeout,
         config_hash: String::new(),
     };
-    document.config_hash = content_hash(&document);
-    GeneratedSweep { document, stats }
+    (document, stats)
 }
 
 /// Deduplication over the sorted keys: one run of keys per target (a run
@@ -554,20 +591,17 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
     let (device, source) = (key.device, key.source);
     let mut counts = TargetCounts::default();
     let meta = &device.metadata;
-    let query_label = meta
-        .get(keys::QUERY_LABEL)
-        .and_then(value_text)
-        .unwrap_or_default();
+    let query_label = meta.identifier(keys::QUERY_LABEL).unwrap_or_default();
 
     let mut parsed_modes = Vec::new();
-    if let Some(value) = meta.get(META_SWEEP_MODES) {
+    if let Some(value) = &meta.sweep_modes {
         let parsed = source_values::modes(value);
         counts.unknown_modes = parsed.rejected.len();
         parsed_modes = sorted_unique(parsed.values);
     }
     let modes = if parsed_modes.is_empty() {
         source
-            .and_then(|s| s.query_modes.get(query_label.as_ref()))
+            .and_then(|s| s.query_modes.get(query_label))
             .or(source.map(|s| &s.modes).filter(|m| !m.is_empty()))
             .unwrap_or(&fallback.modes)
             .clone()
@@ -576,7 +610,7 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
     };
 
     let mut parsed_ports = Vec::new();
-    if let Some(value) = meta.get(META_TCP_PORTS).or_else(|| meta.get(META_PORTS)) {
+    if let Some(value) = meta.source_ports() {
         let parsed = source_values::ports(value);
         counts.invalid_ports = parsed.rejected.len();
         counts.port_fallback = parsed.values.is_empty() && !parsed.rejected.is_empty();
@@ -592,13 +626,8 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
         (Cow::Owned(parsed_ports), text)
     };
 
-    let mut metadata: BTreeMap<Cow<'static, str>, String> = meta
-        .iter()
-        .filter(|(key, _)| is_identifier(key))
-        .filter_map(|(key, value)| {
-            value_text(value).map(|text| (static_key(key), text.into_owned()))
-        })
-        .collect();
+    let mut metadata: BTreeMap<Cow<'static, str>, String> =
+        meta.identifiers.iter().cloned().collect();
     let device_id = key.device_id();
     if !device_id.is_empty() {
         metadata.insert(Cow::Borrowed(META_DEVICE_ID), device_id.to_string());
@@ -617,7 +646,7 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
         .map(|s| s.source_type)
         .filter(|t| !t.is_empty())
         .map(Cow::Borrowed)
-        .or_else(|| meta.get(keys::INTEGRATION_TYPE).and_then(value_text))
+        .or_else(|| meta.identifier(keys::INTEGRATION_TYPE).map(Cow::Borrowed))
         .or_else(|| {
             device
                 .discovery_sources
@@ -633,7 +662,7 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
         target: DeviceTarget {
             network: host_network(key.ip),
             sweep_modes: modes,
-            query_label: query_label.into_owned(),
+            query_label: query_label.to_string(),
             source: source_name.into_owned(),
             metadata,
         },
@@ -641,33 +670,6 @@ fn build<'a>(key: &Key<'a>, fallback: &'a Fallback<'a>) -> Built<'a> {
         interval: source.and_then(|s| s.interval),
         counts,
     }
-}
-
-/// A metadata key, borrowed when it is a well-known one.
-fn static_key(key: &str) -> Cow<'static, str> {
-    match key {
-        keys::INTEGRATION_TYPE => Cow::Borrowed(keys::INTEGRATION_TYPE),
-        keys::INTEGRATION_ID => Cow::Borrowed(keys::INTEGRATION_ID),
-        keys::ARMIS_DEVICE_ID => Cow::Borrowed(keys::ARMIS_DEVICE_ID),
-        keys::NETBOX_DEVICE_ID => Cow::Borrowed(keys::NETBOX_DEVICE_ID),
-        keys::QUERY_LABEL => Cow::Borrowed(keys::QUERY_LABEL),
-        other => Cow::Owned(other.to_string()),
-    }
-}
-
-/// Identifier keys copied from device metadata into the target's
-/// metadata: `integration_type`, `integration_id`, `armis_device_id`,
-/// `netbox_device_id`, `query_label`, and any other `*_device_id` (a
-/// third-party adapter's source id).
-fn is_identifier(key: &str) -> bool {
-    matches!(
-        key,
-        keys::INTEGRATION_TYPE
-            | keys::INTEGRATION_ID
-            | keys::ARMIS_DEVICE_ID
-            | keys::NETBOX_DEVICE_ID
-            | keys::QUERY_LABEL
-    ) || key.ends_with("_device_id")
 }
 
 /// FNV-1a: device ids and source ids are ours (no untrusted keys), and
@@ -702,15 +704,6 @@ fn sweepable(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
-    }
-}
-
-/// Strings (trimmed, non-empty) and numbers as text; anything else none.
-fn value_text(value: &Value) -> Option<Cow<'_, str>> {
-    match value {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(Cow::Borrowed),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
     }
 }
 

@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use prost::Message;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -427,6 +428,11 @@ fn assert_document_well_formed(doc: &SweepDocument) {
         n.parse::<IpNet>().expect("network is a CIDR");
     }
     let proto = doc.to_proto();
+    assert_eq!(
+        doc.encode_proto(),
+        proto.encode_to_vec(),
+        "the direct encoding is prost's"
+    );
     for (typed, t) in proto.device_targets.iter().zip(&doc.device_targets) {
         assert_eq!(typed.ip.parse::<IpAddr>().ok(), t.ip());
         assert!(typed.ports.iter().all(|&p| (1..=65535).contains(&p)));
@@ -441,6 +447,10 @@ fn property_same_device_set_in_any_order_gives_identical_bytes() {
         let reference = generate_default(&devices);
         let bytes = reference.document.to_json();
         assert_document_well_formed(&reference.document);
+        let (delivered, config_json) =
+            generate_with_config_json(&devices, &sources(), &SweepDefaults::default());
+        assert_eq!(delivered.document, reference.document, "round {round}");
+        assert_eq!(config_json, reference.document.agent_config_json());
         for _ in 0..5 {
             devices.shuffle(&mut rng);
             let again = generate_default(&devices);
