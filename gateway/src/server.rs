@@ -192,6 +192,14 @@ pub async fn start(
         }),
     ));
 
+    tasks.push((
+        "sweep refresh listener",
+        tokio::spawn(crate::sweep_delivery::follow_other_replicas(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
+    ));
+
     let acceptor = admin_tls_acceptor(&server_cert, &server_key)?;
     let app = crate::admin::router(state.clone());
     tasks.push((

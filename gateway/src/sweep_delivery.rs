@@ -70,6 +70,8 @@ pub struct SweepCache {
     /// commit arrived during its pass (so one more pass is due).
     refreshes: Mutex<HashMap<Uuid, bool>>,
     idle_limit: std::time::Duration,
+    /// This gateway process among the replicas sharing the database.
+    replica: Uuid,
 }
 
 impl Default for SweepCache {
@@ -78,6 +80,7 @@ impl Default for SweepCache {
             slots: Mutex::default(),
             refreshes: Mutex::default(),
             idle_limit: IDLE_AGENT,
+            replica: Uuid::new_v4(),
         }
     }
 }
@@ -126,6 +129,21 @@ impl SweepCache {
         current.clone()
     }
 
+    /// Whether any sweep of the tenant is cached here.
+    fn holds_tenant(&self, tenant_id: Uuid) -> bool {
+        lock(&self.slots)
+            .keys()
+            .any(|(tenant, _)| *tenant == tenant_id)
+    }
+
+    /// The tenants with cached sweeps.
+    fn tenants(&self) -> std::collections::BTreeSet<Uuid> {
+        lock(&self.slots)
+            .keys()
+            .map(|(tenant, _)| *tenant)
+            .collect()
+    }
+
     /// The tenant's agents, with their slots, that asked for a sweep within
     /// [`IDLE_AGENT`]; the others' sweeps are dropped.
     fn agents_to_refresh(&self, tenant_id: Uuid) -> Vec<(String, Arc<Slot>)> {
@@ -141,16 +159,100 @@ impl SweepCache {
     }
 }
 
-/// Records, inside an ingest transaction, that a tenant's devices changed.
+/// PostgreSQL channel on which ingest commits announce that a tenant's
+/// devices changed, so every gateway replica refreshes the sweeps it caches,
+/// not only the one that committed. Payload: `<tenant id> <replica id>`.
+pub const REFRESH_CHANNEL: &str = "sr_sweep_refresh";
+
+/// Records, inside an ingest transaction, that a tenant's devices changed,
+/// and announces it to the other replicas (a notification is delivered at
+/// commit, and never for a rolled-back transaction).
 pub async fn mark_devices_changed(
     tx: &mut PgConnection,
+    cache: &SweepCache,
     tenant_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1")
-        .bind(tenant_id)
-        .execute(tx)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "WITH bumped AS (UPDATE platform.tenants SET data_generation = data_generation + 1 \
+                          WHERE id = $1 RETURNING id) \
+         SELECT pg_notify($2, $3) FROM bumped",
+    )
+    .bind(tenant_id)
+    .bind(REFRESH_CHANNEL)
+    .bind(format!("{tenant_id} {}", cache.replica))
+    .execute(tx)
+    .await
+    .map(|_| ())
+}
+
+/// Follows the other replicas' commits ([`REFRESH_CHANNEL`]) and refreshes
+/// the sweeps this replica caches for their tenants, until `shutdown`
+/// changes. Losing the connection is logged and every cached tenant is
+/// refreshed once it is back, since announcements in between are lost.
+/// Without it, polls still rebuild stale sweeps: this only saves them the
+/// wait.
+pub async fn follow_other_replicas(
+    state: Arc<AppState>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut listener = loop {
+        let connected = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&state.pool).await?;
+            listener.listen(REFRESH_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            connected = connected => match connected {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other gateways' device changes; retrying in 5 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            },
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => {
+                    match refresh_announcement(notification.payload(), state.sweep_cache.replica) {
+                        Ok(Some(tenant_id)) if state.sweep_cache.holds_tenant(tenant_id) => {
+                            refresh_after_commit(state.clone(), tenant_id);
+                        }
+                        Ok(_) => {}
+                        Err(payload) => tracing::warn!(payload, "ignoring a malformed sweep refresh announcement"),
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!("lost the connection for other gateways' device changes; reconnecting, then refreshing every cached sweep");
+                    // The next try_recv reconnects; announcements until then are lost.
+                    for tenant_id in state.sweep_cache.tenants() {
+                        refresh_after_commit(state.clone(), tenant_id);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "listening for other gateways' device changes failed; retrying in 5 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The tenant of an announcement on [`REFRESH_CHANNEL`]; `None` for this
+/// replica's own (it refreshed right after its commit); the payload back
+/// when it is malformed.
+fn refresh_announcement(payload: &str, own_replica: Uuid) -> Result<Option<Uuid>, &str> {
+    let parsed = payload.split_once(' ').and_then(|(tenant, replica)| {
+        Some((tenant.parse::<Uuid>().ok()?, replica.parse::<Uuid>().ok()?))
+    });
+    match parsed {
+        Some((_, replica)) if replica == own_replica => Ok(None),
+        Some((tenant, _)) => Ok(Some(tenant)),
+        None => Err(payload),
+    }
 }
 
 /// After an ingest commit that changed a tenant's devices: rebuilds, in the
@@ -420,6 +522,27 @@ async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_name_the_tenant_unless_they_are_our_own() {
+        let (tenant, us, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(
+            refresh_announcement(&format!("{tenant} {other}"), us),
+            Ok(Some(tenant))
+        );
+        assert_eq!(
+            refresh_announcement(&format!("{tenant} {us}"), us),
+            Ok(None)
+        );
+        for bad in [
+            "",
+            "x y",
+            &tenant.to_string(),
+            &format!("{tenant} not-a-uuid"),
+        ] {
+            assert_eq!(refresh_announcement(bad, us), Err(bad));
+        }
+    }
 
     #[test]
     fn refresh_passes_skip_and_drop_sweeps_nobody_asks_for() {

@@ -149,7 +149,7 @@ impl DeviceIngest {
             stats.new_devices + stats.updated_devices + stats.merges + stats.ip_moves > 0;
         if devices_changed {
             // Agents' sweep configs of this tenant are now stale.
-            crate::sweep_delivery::mark_devices_changed(&mut tx, tenant_id)
+            crate::sweep_delivery::mark_devices_changed(&mut tx, &state.sweep_cache, tenant_id)
                 .await
                 .map_err(|e| storage_status("recording the device change", e))?;
         }

@@ -336,6 +336,52 @@ async fn only_sync_services_may_stream() {
 }
 
 #[tokio::test]
+async fn a_commit_on_one_replica_refreshes_the_sweeps_cached_by_another() {
+    let gw = TestGateway::start().await;
+    let mut source = faker_source("faker");
+    source["agent_id"] = json!("agent-1");
+    let (tenant, source) = tenant_with(&gw, "acme", source).await;
+    let (dir, _) = gw.enroll_edge("acme", "agent", "agent-1").await;
+    // The agent polls replica B; the sync service streams to replica A.
+    let replica = gw.start_replica().await;
+    let mut agent = gw.replica_client(&replica, &dir);
+    let before = agent
+        .get_config(AgentConfigRequest {
+            agent_id: "agent-1".into(),
+            config_version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.sweep.unwrap().device_targets.is_empty());
+
+    let updates: Vec<Value> = (0..30).map(|i| update(i, tenant, source)).collect();
+    let mut sync = gw.platform_sync_client();
+    send(
+        &mut sync,
+        vec![chunk("platform-sync", 0, 1, payload(&updates))],
+    )
+    .await
+    .unwrap();
+
+    // Replica B hears of A's commit and rebuilds without the agent asking.
+    let cache = &replica.state().sweep_cache;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refreshed = loop {
+        match cache.cached(tenant, "agent-1") {
+            Some(sweep) if sweep.version != before.config_version => break sweep,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("replica B's cached sweep was not refreshed after replica A's commit")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(refreshed.stats.targets, 30);
+    replica.shutdown().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_commit_refreshes_cached_agent_sweeps_before_their_next_poll() {
     let gw = TestGateway::start().await;
     let mut source = faker_source("faker");

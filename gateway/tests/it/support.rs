@@ -268,6 +268,39 @@ impl TestGateway {
         (dir, client)
     }
 
+    /// A second gateway process over the same database and state files,
+    /// as another replica behind a load balancer would be.
+    pub async fn start_replica(&self) -> GatewayHandle {
+        let mut config = GatewayConfig::load(&self.report.config_file).unwrap();
+        config.listen.grpc = "127.0.0.1:0".parse().unwrap();
+        config.listen.admin = "127.0.0.1:0".parse().unwrap();
+        config.public = Default::default();
+        server::start(config, ServerOptions::default())
+            .await
+            .unwrap()
+    }
+
+    /// An mTLS client of `replica` presenting the identity that
+    /// [`Self::enroll_edge`] wrote into `dir`.
+    pub fn replica_client(&self, replica: &GatewayHandle, dir: &TempDir) -> GrpcClient {
+        let identity = dir.path().join("identity");
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.state_file(files::ROOT_CA_CERT)))
+            .identity(Identity::from_pem(
+                std::fs::read_to_string(identity.join("cert.pem")).unwrap(),
+                std::fs::read_to_string(identity.join("key.pem")).unwrap(),
+            ))
+            .domain_name("localhost");
+        let url = format!("https://127.0.0.1:{}", replica.grpc_addr().port());
+        let channel = Endpoint::from_shared(url)
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_lazy();
+        AgentGatewayServiceClient::new(channel)
+            .max_decoding_message_size(sr_proto::limits::MAX_GRPC_MESSAGE_BYTES)
+    }
+
     /// The platform sync's client, from the files bootstrap wrote.
     pub fn platform_sync_client(&self) -> GrpcClient {
         self.client_with(
