@@ -1,8 +1,9 @@
 //! Sweep configs for monitoring agents: built from the tenant's active
 //! devices assigned to the agent (pure generation in [`crate::sweep`]),
 //! cached per (tenant, agent) and rebuilt only when the tenant's devices
-//! (`tenants.data_generation`) or any source config (`config_generation`)
-//! changed — one cheap query per GetConfig otherwise. An ingest commit
+//! (`tenants.data_generation`) or its integration sources
+//! (`tenants.sources_generation`) changed — one cheap query per GetConfig
+//! otherwise; another tenant's edits leave the cache alone. An ingest commit
 //! that changed devices also starts a background refresh of the tenant's
 //! cached sweeps, so agents' polls after a sync find them already rebuilt.
 
@@ -58,7 +59,7 @@ pub struct AgentSweep {
     /// What generation skipped or fixed.
     pub stats: SweepStats,
     data_generation: i64,
-    config_generation: i64,
+    sources_generation: i64,
 }
 
 /// Built sweeps by (tenant, agent id), and the background refreshes after
@@ -338,14 +339,14 @@ struct TenantRow {
     slug: String,
     schema: String,
     data_generation: i64,
-    config_generation: i64,
+    sources_generation: i64,
 }
 
 impl TenantRow {
     async fn read(pool: &PgPool, tenant_id: Uuid) -> Result<Self, SweepDeliveryError> {
         let row = sqlx::query(
-            "SELECT t.data_generation, t.slug, t.schema_name, (SELECT value FROM platform.config_generation) AS config_generation \
-             FROM platform.tenants t WHERE t.id = $1",
+            "SELECT data_generation, slug, schema_name, sources_generation \
+             FROM platform.tenants WHERE id = $1",
         )
         .bind(tenant_id)
         .fetch_optional(pool)
@@ -356,7 +357,7 @@ impl TenantRow {
             slug: row.try_get("slug")?,
             schema: row.try_get("schema_name")?,
             data_generation: row.try_get("data_generation")?,
-            config_generation: row.try_get("config_generation")?,
+            sources_generation: row.try_get("sources_generation")?,
         })
     }
 }
@@ -374,7 +375,7 @@ async fn current_sweep(
     // holds every change committed before they were read.
     let fresh = |sweep: &AgentSweep| {
         sweep.data_generation >= tenant.data_generation
-            && sweep.config_generation >= tenant.config_generation
+            && sweep.sources_generation >= tenant.sources_generation
     };
     let mut current = slot.current.lock().await;
     if let Some(hit) = current.as_ref()
@@ -388,7 +389,7 @@ async fn current_sweep(
     let loaded = started.elapsed();
     // Generating and encoding 10k targets takes a core for tens of
     // milliseconds: off the async workers, so other calls keep flowing.
-    let generations = (tenant.data_generation, tenant.config_generation);
+    let generations = (tenant.data_generation, tenant.sources_generation);
     let (sweep, generate_time) =
         tokio::task::spawn_blocking(move || build(&devices, &sources, now, generations))
             .await
@@ -407,7 +408,7 @@ fn build(
     devices: &[SweepDevice],
     sources: &[SweepSource],
     built_at: DateTime<Utc>,
-    (data_generation, config_generation): (i64, i64),
+    (data_generation, sources_generation): (i64, i64),
 ) -> (AgentSweep, std::time::Duration) {
     let started = std::time::Instant::now();
     let (generated, config_json) =
@@ -420,7 +421,7 @@ fn build(
         document: generated.document,
         stats: generated.stats,
         data_generation,
-        config_generation,
+        sources_generation,
     };
     (sweep, generate_time)
 }

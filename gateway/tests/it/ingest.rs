@@ -2,6 +2,8 @@
 //! chunk by chunk, reconciled into the tenant schema, acknowledged after
 //! commit; a rejected stream writes nothing.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use sr_gateway::identity::ComponentType;
@@ -332,6 +334,61 @@ async fn only_sync_services_may_stream() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
+    let gw = TestGateway::start().await;
+    let mut source = faker_source("faker");
+    source["agent_id"] = json!("agent-1");
+    let (tenant, source) = tenant_with(&gw, "acme", source).await;
+    let (_, other_source) = tenant_with_source(&gw, "globex").await;
+    let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
+    let updates: Vec<Value> = (0..20).map(|i| update(i, tenant, source)).collect();
+    let mut sync = gw.platform_sync_client();
+    send(
+        &mut sync,
+        vec![chunk("platform-sync", 0, 1, payload(&updates))],
+    )
+    .await
+    .unwrap();
+    let ask = AgentConfigRequest {
+        agent_id: "agent-1".into(),
+        config_version: String::new(),
+    };
+    let first = agent.get_config(ask.clone()).await.unwrap().into_inner();
+    assert_eq!(first.sweep.unwrap().device_targets.len(), 20);
+    let cached = gw.state().sweep_cache.cached(tenant, "agent-1").unwrap();
+
+    // Another tenant's edit: the very same cached sweep is served.
+    let (status, body) = gw
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/tenants/globex/integration-sources/{other_source}"),
+            Some(json!({ "network_blacklist": ["10.1.0.0/24"] })),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    agent.get_config(ask.clone()).await.unwrap();
+    let after_other = gw.state().sweep_cache.cached(tenant, "agent-1").unwrap();
+    assert!(
+        Arc::ptr_eq(&cached, &after_other),
+        "another tenant's edit rebuilt this tenant's sweep"
+    );
+
+    // Its own tenant's edit: rebuilt, and the blacklist applies.
+    let (status, body) = gw
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/tenants/acme/integration-sources/{source}"),
+            Some(json!({ "network_blacklist": ["10.1.0.0/24"] })),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let rebuilt = agent.get_config(ask).await.unwrap().into_inner();
+    assert_ne!(rebuilt.config_version, first.config_version);
+    assert!(rebuilt.sweep.unwrap().device_targets.is_empty());
     gw.stop().await;
 }
 
