@@ -7,6 +7,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sr_gateway::identity::ComponentType;
+use sr_gateway::sweep_delivery::{AgentSweep, SweepCache};
 use sr_proto::monitoring::{AgentConfigRequest, GatewayServiceStatus, GatewayStatusChunk};
 use tonic::Code;
 use uuid::Uuid;
@@ -337,15 +338,17 @@ async fn only_sync_services_may_stream() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
-    let gw = TestGateway::start().await;
+/// Tenant `acme` with a faker source assigned to agent `agent-1`:
+/// (tenant id, source id).
+async fn tenant_with_agent_source(gw: &TestGateway) -> (Uuid, Uuid) {
     let mut source = faker_source("faker");
     source["agent_id"] = json!("agent-1");
-    let (tenant, source) = tenant_with(&gw, "acme", source).await;
-    let (_, other_source) = tenant_with_source(&gw, "globex").await;
-    let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
-    let updates: Vec<Value> = (0..20).map(|i| update(i, tenant, source)).collect();
+    tenant_with(gw, "acme", source).await
+}
+
+/// Streams `count` devices of `source` through the platform sync.
+async fn sync_devices(gw: &TestGateway, tenant: Uuid, source: Uuid, count: u32) {
+    let updates: Vec<Value> = (0..count).map(|i| update(i, tenant, source)).collect();
     let mut sync = gw.platform_sync_client();
     send(
         &mut sync,
@@ -353,24 +356,71 @@ async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
     )
     .await
     .unwrap();
-    let ask = AgentConfigRequest {
+}
+
+/// `agent-1`'s GetConfig, with the version it has.
+fn ask_agent_1(version: &str) -> AgentConfigRequest {
+    AgentConfigRequest {
         agent_id: "agent-1".into(),
-        config_version: String::new(),
-    };
-    let first = agent.get_config(ask.clone()).await.unwrap().into_inner();
+        config_version: version.to_string(),
+    }
+}
+
+/// `agent-1` polls through `agent` (its sweep starts empty), `count`
+/// devices are synced, and `cache` is watched until it holds the rebuilt
+/// sweep without the agent asking; panics with `what` after 20 s. Returns
+/// the version polled first and the rebuilt sweep.
+async fn sync_and_wait_for_refresh(
+    gw: &TestGateway,
+    agent: &mut GrpcClient,
+    cache: &SweepCache,
+    (tenant, source): (Uuid, Uuid),
+    count: u32,
+    what: &str,
+) -> (String, Arc<AgentSweep>) {
+    let before = agent
+        .get_config(ask_agent_1(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.sweep.unwrap().device_targets.is_empty());
+    sync_devices(gw, tenant, source, count).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match cache.cached(tenant, "agent-1") {
+            Some(sweep) if sweep.version != before.config_version => {
+                assert_eq!(sweep.stats.targets, count as usize);
+                return (before.config_version, sweep);
+            }
+            _ if std::time::Instant::now() > deadline => panic!("{what}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
+    let gw = TestGateway::start().await;
+    let (tenant, source) = tenant_with_agent_source(&gw).await;
+    let (_, other_source) = tenant_with_source(&gw, "globex").await;
+    let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
+    sync_devices(&gw, tenant, source, 20).await;
+    let first = agent
+        .get_config(ask_agent_1(""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first.sweep.unwrap().device_targets.len(), 20);
     let cached = gw.state().sweep_cache.cached(tenant, "agent-1").unwrap();
 
     // Another tenant's edit: the very same cached sweep is served.
+    let blacklist = json!({ "network_blacklist": ["10.1.0.0/24"] });
+    let other_path = format!("/api/v1/tenants/globex/integration-sources/{other_source}");
     let (status, body) = gw
-        .admin(
-            Method::PATCH,
-            &format!("/api/v1/tenants/globex/integration-sources/{other_source}"),
-            Some(json!({ "network_blacklist": ["10.1.0.0/24"] })),
-        )
+        .admin(Method::PATCH, &other_path, Some(blacklist.clone()))
         .await;
     assert!(status.is_success(), "{body}");
-    agent.get_config(ask.clone()).await.unwrap();
+    agent.get_config(ask_agent_1("")).await.unwrap();
     let after_other = gw.state().sweep_cache.cached(tenant, "agent-1").unwrap();
     assert!(
         Arc::ptr_eq(&cached, &after_other),
@@ -378,15 +428,14 @@ async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
     );
 
     // Its own tenant's edit: rebuilt, and the blacklist applies.
-    let (status, body) = gw
-        .admin(
-            Method::PATCH,
-            &format!("/api/v1/tenants/acme/integration-sources/{source}"),
-            Some(json!({ "network_blacklist": ["10.1.0.0/24"] })),
-        )
-        .await;
+    let own_path = format!("/api/v1/tenants/acme/integration-sources/{source}");
+    let (status, body) = gw.admin(Method::PATCH, &own_path, Some(blacklist)).await;
     assert!(status.is_success(), "{body}");
-    let rebuilt = agent.get_config(ask).await.unwrap().into_inner();
+    let rebuilt = agent
+        .get_config(ask_agent_1(""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(rebuilt.config_version, first.config_version);
     assert!(rebuilt.sweep.unwrap().device_targets.is_empty());
     gw.stop().await;
@@ -395,45 +444,21 @@ async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
 #[tokio::test]
 async fn a_commit_on_one_replica_refreshes_the_sweeps_cached_by_another() {
     let gw = TestGateway::start().await;
-    let mut source = faker_source("faker");
-    source["agent_id"] = json!("agent-1");
-    let (tenant, source) = tenant_with(&gw, "acme", source).await;
+    let (tenant, source) = tenant_with_agent_source(&gw).await;
     let (dir, _) = gw.enroll_edge("acme", "agent", "agent-1").await;
     // The agent polls replica B; the sync service streams to replica A.
     let replica = gw.start_replica().await;
     let mut agent = gw.replica_client(&replica, &dir);
-    let before = agent
-        .get_config(AgentConfigRequest {
-            agent_id: "agent-1".into(),
-            config_version: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(before.sweep.unwrap().device_targets.is_empty());
-
-    let updates: Vec<Value> = (0..30).map(|i| update(i, tenant, source)).collect();
-    let mut sync = gw.platform_sync_client();
-    send(
-        &mut sync,
-        vec![chunk("platform-sync", 0, 1, payload(&updates))],
-    )
-    .await
-    .unwrap();
-
     // Replica B hears of A's commit and rebuilds without the agent asking.
-    let cache = &replica.state().sweep_cache;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let refreshed = loop {
-        match cache.cached(tenant, "agent-1") {
-            Some(sweep) if sweep.version != before.config_version => break sweep,
-            _ if std::time::Instant::now() > deadline => {
-                panic!("replica B's cached sweep was not refreshed after replica A's commit")
-            }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
-    assert_eq!(refreshed.stats.targets, 30);
+    sync_and_wait_for_refresh(
+        &gw,
+        &mut agent,
+        &replica.state().sweep_cache,
+        (tenant, source),
+        30,
+        "replica B's cached sweep was not refreshed after replica A's commit",
+    )
+    .await;
     replica.shutdown().await.unwrap();
     gw.stop().await;
 }
@@ -441,42 +466,21 @@ async fn a_commit_on_one_replica_refreshes_the_sweeps_cached_by_another() {
 #[tokio::test]
 async fn a_commit_refreshes_cached_agent_sweeps_before_their_next_poll() {
     let gw = TestGateway::start().await;
-    let mut source = faker_source("faker");
-    source["agent_id"] = json!("agent-1");
-    let (tenant, source) = tenant_with(&gw, "acme", source).await;
+    let (tenant, source) = tenant_with_agent_source(&gw).await;
     let (_dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
-    let ask = |version: &str| AgentConfigRequest {
-        agent_id: "agent-1".into(),
-        config_version: version.to_string(),
-    };
-    let before = agent.get_config(ask("")).await.unwrap().into_inner();
-    assert!(before.sweep.unwrap().device_targets.is_empty());
-
-    let updates: Vec<Value> = (0..50).map(|i| update(i, tenant, source)).collect();
-    let mut sync = gw.platform_sync_client();
-    send(
-        &mut sync,
-        vec![chunk("platform-sync", 0, 1, payload(&updates))],
-    )
-    .await
-    .unwrap();
-
     // Without the agent asking, its cached sweep is rebuilt after the commit.
-    let cache = &gw.state().sweep_cache;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let refreshed = loop {
-        match cache.cached(tenant, "agent-1") {
-            Some(sweep) if sweep.version != before.config_version => break sweep,
-            _ if std::time::Instant::now() > deadline => {
-                panic!("the cached sweep was not refreshed after the commit")
-            }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
-    assert_eq!(refreshed.stats.targets, 50);
+    let (before, refreshed) = sync_and_wait_for_refresh(
+        &gw,
+        &mut agent,
+        &gw.state().sweep_cache,
+        (tenant, source),
+        50,
+        "the cached sweep was not refreshed after the commit",
+    )
+    .await;
     // The next poll is served that very sweep.
     let after = agent
-        .get_config(ask(&before.config_version))
+        .get_config(ask_agent_1(&before))
         .await
         .unwrap()
         .into_inner();

@@ -284,21 +284,14 @@ impl TestGateway {
     /// [`Self::enroll_edge`] wrote into `dir`.
     pub fn replica_client(&self, replica: &GatewayHandle, dir: &TempDir) -> GrpcClient {
         let identity = dir.path().join("identity");
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(self.state_file(files::ROOT_CA_CERT)))
-            .identity(Identity::from_pem(
-                std::fs::read_to_string(identity.join("cert.pem")).unwrap(),
-                std::fs::read_to_string(identity.join("key.pem")).unwrap(),
-            ))
-            .domain_name("localhost");
-        let url = format!("https://127.0.0.1:{}", replica.grpc_addr().port());
-        let channel = Endpoint::from_shared(url)
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect_lazy();
-        AgentGatewayServiceClient::new(channel)
-            .max_decoding_message_size(sr_proto::limits::MAX_GRPC_MESSAGE_BYTES)
+        let tls = self.identity_tls(
+            &std::fs::read_to_string(identity.join("cert.pem")).unwrap(),
+            &std::fs::read_to_string(identity.join("key.pem")).unwrap(),
+        );
+        client_at(
+            format!("https://127.0.0.1:{}", replica.grpc_addr().port()),
+            tls,
+        )
     }
 
     /// The platform sync's client, from the files bootstrap wrote.
@@ -311,11 +304,15 @@ impl TestGateway {
 
     /// An mTLS client presenting `cert_pem` (chain) and `key_pem`.
     pub fn client_with(&self, cert_pem: &str, key_pem: &str) -> GrpcClient {
-        let tls = ClientTlsConfig::new()
+        client_at(self.grpc_url(), self.identity_tls(cert_pem, key_pem))
+    }
+
+    /// TLS trusting the root CA and presenting `cert_pem` and `key_pem`.
+    fn identity_tls(&self, cert_pem: &str, key_pem: &str) -> ClientTlsConfig {
+        ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.state_file(files::ROOT_CA_CERT)))
             .identity(Identity::from_pem(cert_pem, key_pem))
-            .domain_name("localhost");
-        self.client_tls(tls)
+            .domain_name("localhost")
     }
 
     /// A TLS client without a client certificate.
@@ -323,17 +320,7 @@ impl TestGateway {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.state_file(files::ROOT_CA_CERT)))
             .domain_name("localhost");
-        self.client_tls(tls)
-    }
-
-    fn client_tls(&self, tls: ClientTlsConfig) -> GrpcClient {
-        let channel = Endpoint::from_shared(self.grpc_url())
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect_lazy();
-        AgentGatewayServiceClient::new(channel)
-            .max_decoding_message_size(sr_proto::limits::MAX_GRPC_MESSAGE_BYTES)
+        client_at(self.grpc_url(), tls)
     }
 
     /// A platform component certificate issued by the real root.
@@ -384,6 +371,17 @@ impl TestGateway {
             handle.shutdown().await.unwrap();
         }
     }
+}
+
+/// A gRPC client of the gateway at `url`.
+fn client_at(url: String, tls: ClientTlsConfig) -> GrpcClient {
+    let channel = Endpoint::from_shared(url)
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    AgentGatewayServiceClient::new(channel)
+        .max_decoding_message_size(sr_proto::limits::MAX_GRPC_MESSAGE_BYTES)
 }
 
 /// A faker source body.
