@@ -194,7 +194,7 @@ pub async fn start(
 
     tasks.push((
         "sweep refresh listener",
-        tokio::spawn(crate::sweep_delivery::follow_other_replicas(
+        tokio::spawn(crate::sweep_delivery::follow_refresh_announcements(
             state.clone(),
             shutdown_rx.clone(),
         )),

@@ -163,6 +163,8 @@ impl SweepCache {
 /// PostgreSQL channel on which ingest commits announce that a tenant's
 /// devices changed, so every gateway replica refreshes the sweeps it caches,
 /// not only the one that committed. Payload: `<tenant id> <replica id>`.
+/// The trigger on `platform.integration_sources` announces source changes
+/// with the nil replica id, which every replica acts on.
 pub const REFRESH_CHANNEL: &str = "sr_sweep_refresh";
 
 /// Records, inside an ingest transaction, that a tenant's devices changed,
@@ -186,13 +188,13 @@ pub async fn mark_devices_changed(
     .map(|_| ())
 }
 
-/// Follows the other replicas' commits ([`REFRESH_CHANNEL`]) and refreshes
-/// the sweeps this replica caches for their tenants, until `shutdown`
-/// changes. Losing the connection is logged and every cached tenant is
+/// Follows the announcements on [`REFRESH_CHANNEL`] (other replicas'
+/// ingest commits, and source changes from any replica) and refreshes the
+/// sweeps this replica caches for their tenants, until `shutdown` changes. Losing the connection is logged and every cached tenant is
 /// refreshed once it is back, since announcements in between are lost.
 /// Without it, polls still rebuild stale sweeps: this only saves them the
 /// wait.
-pub async fn follow_other_replicas(
+pub async fn follow_refresh_announcements(
     state: Arc<AppState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -243,8 +245,8 @@ pub async fn follow_other_replicas(
 }
 
 /// The tenant of an announcement on [`REFRESH_CHANNEL`]; `None` for this
-/// replica's own (it refreshed right after its commit); the payload back
-/// when it is malformed.
+/// replica's own ingest commits (it refreshed right after committing); the
+/// payload back when it is malformed.
 fn refresh_announcement(payload: &str, own_replica: Uuid) -> Result<Option<Uuid>, &str> {
     let parsed = payload.split_once(' ').and_then(|(tenant, replica)| {
         Some((tenant.parse::<Uuid>().ok()?, replica.parse::<Uuid>().ok()?))

@@ -385,13 +385,23 @@ async fn sync_and_wait_for_refresh(
         .into_inner();
     assert!(before.sweep.unwrap().device_targets.is_empty());
     sync_devices(gw, tenant, source, count).await;
+    let sweep = refreshed_sweep(cache, tenant, &before.config_version, what).await;
+    assert_eq!(sweep.stats.targets, count as usize);
+    (before.config_version, sweep)
+}
+
+/// Waits until `cache` holds a sweep of `agent-1` other than `old_version`,
+/// without the agent asking; panics with `what` after 20 s.
+async fn refreshed_sweep(
+    cache: &SweepCache,
+    tenant: Uuid,
+    old_version: &str,
+    what: &str,
+) -> Arc<AgentSweep> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         match cache.cached(tenant, "agent-1") {
-            Some(sweep) if sweep.version != before.config_version => {
-                assert_eq!(sweep.stats.targets, count as usize);
-                return (before.config_version, sweep);
-            }
+            Some(sweep) if sweep.version != old_version => return sweep,
             _ if std::time::Instant::now() > deadline => panic!("{what}"),
             _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
@@ -427,10 +437,19 @@ async fn only_the_agents_own_tenants_source_edits_make_its_sweep_stale() {
         "another tenant's edit rebuilt this tenant's sweep"
     );
 
-    // Its own tenant's edit: rebuilt, and the blacklist applies.
+    // Its own tenant's edit: rebuilt before the agent asks (the edit is
+    // announced like an ingest commit), and the blacklist applies.
     let own_path = format!("/api/v1/tenants/acme/integration-sources/{source}");
     let (status, body) = gw.admin(Method::PATCH, &own_path, Some(blacklist)).await;
     assert!(status.is_success(), "{body}");
+    let refreshed = refreshed_sweep(
+        &gw.state().sweep_cache,
+        tenant,
+        &first.config_version,
+        "the source edit did not refresh the cached sweep",
+    )
+    .await;
+    assert_eq!(refreshed.stats.targets, 0);
     let rebuilt = agent
         .get_config(ask_agent_1(""))
         .await
