@@ -37,15 +37,12 @@ use uuid::Uuid;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const TENANT_MIGRATION: &str = include_str!("../../migrations/tenant/0001_data_plane.sql");
-
+/// Creates `schema` with every tenant migration, as the gateway does.
 async fn create_tenant_schema(db: &TestDb, schema: &TenantSchema) -> Result<()> {
     let mut conn = PgConnection::connect(db.url()).await?;
-    conn.execute(format!("CREATE SCHEMA {}", schema.quoted()).as_str())
-        .await?;
-    conn.execute(format!("SET search_path TO {}", schema.quoted()).as_str())
-        .await?;
-    sqlx::raw_sql(TENANT_MIGRATION).execute(&mut conn).await?;
+    let mut tx = conn.begin().await?;
+    sr_gateway::db::migrate_tenant_schema(&mut tx, schema.name()).await?;
+    tx.commit().await?;
     conn.close().await?;
     Ok(())
 }

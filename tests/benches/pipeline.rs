@@ -21,8 +21,62 @@ fn free_port() -> u16 {
     sr_testkit::net::free_addr().port()
 }
 
-/// Runs a child to completion; returns (success, peak RSS in MiB, seconds).
-fn run_measured(command: &mut Command) -> (bool, f64, f64) {
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after the name.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU seconds used so far by every PostgreSQL server process.
+fn postgres_cpu_seconds() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
+/// CPU seconds of one sync, by process.
+#[derive(Default)]
+struct CpuUse {
+    host: f64,
+    gateway: f64,
+    postgres: f64,
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU {:.2} s: host {:.2}, gateway {:.2}, PostgreSQL {:.2}",
+            self.host + self.gateway + self.postgres,
+            self.host,
+            self.gateway,
+            self.postgres
+        )
+    }
+}
+
+/// Runs a child to completion; returns (success, peak RSS in MiB, seconds,
+/// CPU seconds).
+fn run_measured(command: &mut Command) -> (bool, f64, f64, f64) {
     let started = Instant::now();
     let child = command.spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
@@ -34,10 +88,12 @@ fn run_measured(command: &mut Command) -> (bool, f64, f64) {
     assert_eq!(reaped, pid, "wait4");
     std::mem::forget(child);
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (
         ok,
         usage.ru_maxrss as f64 / 1024.0,
         started.elapsed().as_secs_f64(),
+        cpu(usage.ru_utime) + cpu(usage.ru_stime),
     )
 }
 
@@ -56,6 +112,14 @@ struct Gateway {
     admin_port: u16,
     token: String,
     http: reqwest::Client,
+}
+
+/// The gateway process goes with the bench, also when the bench panics.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Gateway {
@@ -172,9 +236,11 @@ fn sync_config(state: &std::path::Path, home: &std::path::Path) -> std::path::Pa
     path
 }
 
-fn sync_once(config: &std::path::Path) -> (f64, f64) {
+/// One `sr-sync run --once`: (seconds, host peak RSS in MiB, CPU use).
+fn sync_once(config: &std::path::Path, gateway: u32) -> (f64, f64, CpuUse) {
     let bin = sr_testkit::binaries::binary("sr-sync").expect("sr-sync");
-    let (ok, rss, secs) = run_measured(
+    let (gateway_before, postgres_before) = (cpu_seconds(gateway), postgres_cpu_seconds());
+    let (ok, rss, secs, host) = run_measured(
         Command::new(bin)
             .args(["run", "--once", "--config"])
             .arg(config)
@@ -183,7 +249,12 @@ fn sync_once(config: &std::path::Path) -> (f64, f64) {
             .stderr(Stdio::inherit()),
     );
     assert!(ok, "sr-sync run --once failed");
-    (secs, rss)
+    let cpu = CpuUse {
+        host,
+        gateway: cpu_seconds(gateway) - gateway_before,
+        postgres: postgres_cpu_seconds() - postgres_before,
+    };
+    (secs, rss, cpu)
 }
 
 const TABLES: [&str; 3] = ["ocsf_devices", "device_identifiers", "discovered_devices"];
@@ -233,7 +304,7 @@ async fn bench(devices: u64) {
     let pool = db.pool().await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut gateway = start_gateway(&db, state.path()).await;
+    let gateway = start_gateway(&db, state.path()).await;
     let tenant = gateway
         .api("/api/v1/tenants", json!({"slug": "bench"}))
         .await;
@@ -250,27 +321,27 @@ async fn bench(devices: u64) {
     let copy_schema = copy_tenant["schema_name"].as_str().unwrap().to_string();
     let config = sync_config(state.path(), home.path());
 
-    let (initial, host_rss_initial) = sync_once(&config);
+    let gateway_pid = gateway.child.id();
+    let (initial, host_rss_initial, initial_cpu) = sync_once(&config, gateway_pid);
     assert_eq!(count(&pool, &schema).await, devices as i64);
     // Replay the same run: forget the run number, so Faker emits identical data.
     std::fs::remove_file(home.path().join("state/sources.json")).unwrap();
-    let (unchanged, host_rss_unchanged) = sync_once(&config);
+    let (unchanged, host_rss_unchanged, unchanged_cpu) = sync_once(&config, gateway_pid);
     assert_eq!(count(&pool, &schema).await, devices as i64);
     let gateway_rss = peak_rss(gateway.child.id());
     let copy = raw_copy(db.url(), &schema, &copy_schema).await;
-    let _ = gateway.child.kill();
-    let _ = gateway.child.wait();
+    drop(gateway);
 
     let rate = |secs: f64| devices as f64 / secs;
     println!(
         "pipeline: {devices} Faker devices, Faker → sr-sync → mTLS → sr-gateway → DIRE → PostgreSQL"
     );
     println!(
-        "  initial sync       {initial:>8.2} s {:>10.0} devices/s",
+        "  initial sync       {initial:>8.2} s {:>10.0} devices/s  ({initial_cpu})",
         rate(initial)
     );
     println!(
-        "  unchanged re-sync  {unchanged:>8.2} s {:>10.0} devices/s  ({:.1}× faster than initial)",
+        "  unchanged re-sync  {unchanged:>8.2} s {:>10.0} devices/s  ({:.1}× faster than initial; {unchanged_cpu})",
         rate(unchanged),
         initial / unchanged
     );

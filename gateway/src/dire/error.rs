@@ -38,6 +38,19 @@ pub enum DireError {
         #[source]
         source: sqlx::Error,
     },
+    /// A plan would write an identifier pointing at a device that does not
+    /// exist; nothing was written.
+    #[error(
+        "DIRE planned identifier {kind}={value} for device {device_id}, which neither exists nor is created by the batch; nothing was written (this is a DIRE defect: report it with the stream)"
+    )]
+    DanglingIdentifier {
+        /// Identifier type.
+        kind: String,
+        /// Identifier value.
+        value: String,
+        /// The device it would point at.
+        device_id: String,
+    },
     /// The merge audit row does not exist.
     #[error("merge audit row {id} does not exist in this tenant")]
     AuditNotFound {

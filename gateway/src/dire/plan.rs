@@ -1,6 +1,8 @@
 //! What the planner decided for a batch: exactly the writes the store must
 //! make, nothing for what is unchanged.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -8,7 +10,7 @@ use uuid::Uuid;
 use super::device_record::DeviceRecord;
 use super::identifiers::Confidence;
 use super::merge_rules::BlockReason;
-use super::snapshot::IdentifierKey;
+use super::snapshot::{IdentifierKey, Snapshot};
 use super::stats::{BatchStats, SkipReason};
 
 /// A device row to insert or update (only rows that differ from the store).
@@ -182,6 +184,22 @@ impl Plan {
                     .flat_map(|m| [m.from.as_str(), m.to.as_str()]),
             )
             .chain(self.identifiers.iter().map(|i| i.device_id.as_str()))
+    }
+
+    /// The first identifier row pointing at a device that neither is in
+    /// `snapshot` (the stored devices the plan was made from) nor is written
+    /// by this plan. The store refuses such a plan before writing anything:
+    /// identifiers have no per-row foreign key (see the tenant migration
+    /// `0002`), so this check is what keeps them pointing at devices.
+    pub fn dangling_identifier(&self, snapshot: &Snapshot) -> Option<&IdentifierUpsert> {
+        if self.identifiers.is_empty() {
+            return None;
+        }
+        let written: HashSet<&str> = self.devices.iter().map(|d| d.record.uid.as_str()).collect();
+        self.identifiers.iter().find(|identifier| {
+            !written.contains(identifier.device_id.as_str())
+                && snapshot.device(&identifier.device_id).is_none()
+        })
     }
 
     /// True when the batch changes no device, identifier, IP or merge state

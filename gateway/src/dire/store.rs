@@ -233,6 +233,13 @@ pub async fn plan_batch(
     loop {
         let plan = plan_observations(observations, &applied, &snapshot, options);
         if plan.replan.is_empty() {
+            if let Some(identifier) = plan.dangling_identifier(&snapshot) {
+                return Err(DireError::DanglingIdentifier {
+                    kind: identifier.key.kind.to_string(),
+                    value: identifier.key.value.clone(),
+                    device_id: identifier.device_id.clone(),
+                });
+            }
             return Ok(plan);
         }
         for index in &plan.replan {

@@ -13,22 +13,14 @@ use sr_proto::{DeviceUpdate, SyncMeta};
 use sr_testkit::pg::TestDb;
 use uuid::Uuid;
 
-const TENANT_MIGRATION: &str = include_str!("../../../migrations/tenant/0001_data_plane.sql");
-
-/// Creates `schema` and applies the tenant migration on a dedicated
-/// connection whose `search_path` is that schema only.
+/// Creates `schema` with every tenant migration, as the gateway does.
 async fn create_tenant_schema(db: &TestDb, schema: &TenantSchema) {
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
-    conn.execute(format!("CREATE SCHEMA {}", schema.quoted()).as_str())
+    let mut tx = conn.begin().await.unwrap();
+    sr_gateway::db::migrate_tenant_schema(&mut tx, schema.name())
         .await
         .unwrap();
-    conn.execute(format!("SET search_path TO {}", schema.quoted()).as_str())
-        .await
-        .unwrap();
-    sqlx::raw_sql(TENANT_MIGRATION)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    tx.commit().await.unwrap();
     conn.close().await.unwrap();
 }
 
@@ -123,6 +115,18 @@ async fn run_with(
 async fn count(t: &Tenant, sql: &str) -> i64 {
     let sql = sql.replace("{s}", &t.schema.quoted());
     sqlx::query_scalar(&sql).fetch_one(&t.pool).await.unwrap()
+}
+
+/// Identifiers carry no foreign key (tenant migration 0002): DIRE's plan
+/// check keeps them pointing at devices.
+async fn assert_identifiers_point_at_devices(t: &Tenant) {
+    let dangling = count(
+        t,
+        "SELECT count(*) FROM {s}.device_identifiers i \
+         WHERE NOT EXISTS (SELECT 1 FROM {s}.ocsf_devices d WHERE d.uid = i.device_id)",
+    )
+    .await;
+    assert_eq!(dangling, 0, "identifiers pointing at no device");
 }
 
 /// Every row of the three data tables with its physical version (xmin),
@@ -436,6 +440,7 @@ async fn ip_swap_between_devices_moves_ips_and_merges_nothing() {
     .await
     .unwrap();
     assert_eq!(staged, vec![churn[3].ip.clone()]);
+    assert_identifiers_point_at_devices(&t).await;
 }
 
 #[tokio::test]
@@ -597,6 +602,8 @@ async fn a_shared_armis_id_merges_with_audit_and_unmerge_reverses_it() {
     assert!(matches!(err, DireError::NotAMerge { .. }), "{err}");
     let err = unmerge(&mut tx, &t.schema, 999_999).await.unwrap_err();
     assert!(matches!(err, DireError::AuditNotFound { .. }), "{err}");
+    tx.rollback().await.unwrap();
+    assert_identifiers_point_at_devices(&t).await;
 }
 
 #[tokio::test]
@@ -1010,6 +1017,36 @@ async fn redelivering_a_stream_with_churn_and_merges_gives_the_same_rows() {
         device_by_identifier(&t, "netbox_device_id", "55").await,
         device_by_identifier(&t, "integration_id", "faker:6").await
     );
+    assert_identifiers_point_at_devices(&t).await;
+}
+
+#[tokio::test]
+async fn devices_are_never_deleted_or_renamed_so_identifiers_keep_their_device() {
+    let t = tenant().await;
+    run(&t, &faker_batch(3, Uuid::new_v4())).await;
+    let s = t.schema.quoted();
+    let uid = device_by_identifier(&t, "integration_id", "faker:1").await;
+    for statement in [
+        format!("DELETE FROM {s}.ocsf_devices WHERE uid = '{uid}'"),
+        format!("UPDATE {s}.ocsf_devices SET uid = 'sr:renamed' WHERE uid = '{uid}'"),
+    ] {
+        let err = sqlx::query(&statement).execute(&t.pool).await.unwrap_err();
+        let db = err.as_database_error().expect("a database error");
+        assert_eq!(db.code().as_deref(), Some("23001"), "{statement}: {db}");
+        assert!(
+            db.message().contains(&uid) && db.message().contains("merged_into"),
+            "the refusal names the device and what to do instead: {db}"
+        );
+    }
+    // Everything else about a device stays writable.
+    sqlx::query(&format!(
+        "UPDATE {s}.ocsf_devices SET deleted_at = now() WHERE uid = '{uid}'"
+    ))
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(count(&t, "SELECT count(*) FROM {s}.ocsf_devices").await, 3);
+    assert_identifiers_point_at_devices(&t).await;
 }
 
 #[tokio::test]

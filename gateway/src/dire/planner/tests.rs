@@ -146,6 +146,11 @@ impl MemoryStore {
     }
 
     fn apply(&mut self, plan: &Plan) {
+        // Identifiers have no foreign key in SQL: every plan a scenario
+        // applies must point its identifiers at known or written devices.
+        if let Some(identifier) = plan.dangling_identifier(&self.snapshot()) {
+            panic!("plan points {identifier:?} at no device");
+        }
         for row in &plan.staged {
             self.staged.insert(
                 (row.integration_source_id, row.source_device_id.clone()),
@@ -1059,4 +1064,38 @@ fn an_older_observation_neither_steals_nor_replaces_an_ip() {
     let plan = run(&[fresh], &snapshot);
     assert_eq!(plan.ip_moves.len(), 1);
     assert_eq!(device(&plan, "sr:d").ip.as_deref(), Some("10.0.0.1"));
+}
+
+#[test]
+fn identifiers_point_at_stored_or_written_devices() {
+    let snapshot = Snapshot::from_devices([stored(
+        "sr:stored",
+        "default",
+        Some("10.0.0.1"),
+        &[(IdentifierType::ArmisDeviceId, "1")],
+        at(0),
+    )]);
+    // One update refreshes the stored device, one creates a device.
+    let plan = run(&[armis("1", "10.0.0.1"), armis("2", "10.0.0.2")], &snapshot);
+    assert!(plan.identifiers.iter().any(|i| i.device_id == "sr:stored"));
+    assert!(plan.identifiers.iter().any(|i| i.device_id != "sr:stored"));
+    assert_eq!(plan.dangling_identifier(&snapshot), None);
+
+    // The new device's row left out of the plan: its identifiers dangle.
+    let mut without_new_device = plan.clone();
+    without_new_device.devices.retain(|d| !d.is_new);
+    let dangling = without_new_device
+        .dangling_identifier(&snapshot)
+        .expect("the new device's identifiers point at nothing");
+    assert_ne!(dangling.device_id, "sr:stored");
+
+    // An identifier moved to a device nobody stored or writes.
+    let mut moved_nowhere = plan.clone();
+    moved_nowhere.identifiers[0].device_id = "sr:nowhere".into();
+    assert_eq!(
+        moved_nowhere
+            .dangling_identifier(&snapshot)
+            .map(|i| i.device_id.as_str()),
+        Some("sr:nowhere")
+    );
 }
