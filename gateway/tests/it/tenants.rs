@@ -262,7 +262,11 @@ async fn restarting_reapplies_tenant_migrations_idempotently() {
     .fetch_one(gw.pool())
     .await
     .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(
+        applied,
+        sr_gateway::db::TENANT_MIGRATOR.migrations.len() as i64,
+        "each tenant migration applied once"
+    );
     let devices: i64 =
         sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".ocsf_devices"))
             .fetch_one(gw.pool())
