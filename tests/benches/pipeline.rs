@@ -31,9 +31,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0.0;
     };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<f64>().ok())
+        .sum();
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -54,7 +57,6 @@ fn postgres_cpu_seconds() -> f64 {
 }
 
 /// CPU seconds of one sync, by process.
-#[derive(Default)]
 struct CpuUse {
     host: f64,
     gateway: f64,
@@ -328,7 +330,7 @@ async fn bench(devices: u64) {
     std::fs::remove_file(home.path().join("state/sources.json")).unwrap();
     let (unchanged, host_rss_unchanged, unchanged_cpu) = sync_once(&config, gateway_pid);
     assert_eq!(count(&pool, &schema).await, devices as i64);
-    let gateway_rss = peak_rss(gateway.child.id());
+    let gateway_rss = peak_rss(gateway_pid);
     let copy = raw_copy(db.url(), &schema, &copy_schema).await;
     drop(gateway);
 
