@@ -115,7 +115,8 @@ impl GatewayHandle {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to
-    /// [`SHUTDOWN_GRACE`]) and waits for both listeners to stop.
+    /// [`SHUTDOWN_GRACE`]), waits for both listeners to stop and closes the
+    /// database pool.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         let mut first_error = None;
@@ -139,6 +140,9 @@ impl GatewayHandle {
                 first_error = Some(e);
             }
         }
+        // Close the connections now rather than when the last task holding
+        // the pool lets go of it, so a caller may drop the database next.
+        self.state.pool.close().await;
         tracing::info!("gateway stopped");
         first_error.map_or(Ok(()), Err)
     }
