@@ -5,13 +5,17 @@
 //! - `not_modified`: the agent already has the current version;
 //! - `full (cached)`: the agent has no version; the sweep is served from
 //!   the gateway's cache (its devices did not change);
-//! - `full (racing commit)`: the tenant's devices changed right before the
-//!   call (the data generation is bumped and the background refresh started,
-//!   as an ingest commit does); the call waits for that rebuild in flight.
-//!   A poll arriving later finds the refreshed sweep: `full (cached)`.
-//! - `full (cold rebuild)`: the generation moved with no refresh started
-//!   (the first poll after a gateway restart), so the call itself reloads
-//!   the agent's devices and regenerates the sweep.
+//! - `full (racing commit)`: right before the call, a commit changed
+//!   `CHANGED_DEVICES` of the agent's devices (stamped and the data
+//!   generation bumped as DIRE does) and the background refresh started, as
+//!   after an ingest commit; the call waits for that rebuild in flight, which
+//!   reloads only the changed devices. A poll arriving later finds the
+//!   refreshed sweep: `full (cached)`.
+//! - `full (stale)`: the same commit with no refresh started (an
+//!   announcement lost), so the call itself reloads the changed devices and
+//!   regenerates the sweep.
+//! - `full (cold cache)`: the cache is empty, as after a gateway restart,
+//!   so the call loads every device of the agent and generates the sweep.
 //!
 //! Targets: not_modified p99 ≤ 2 ms; full 10k-target response p99 ≤ 50 ms.
 //! Run: `cargo bench -p sr-gateway --bench agent_sweep`.
@@ -34,6 +38,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const TARGETS: i64 = 10_000;
 const CALLS: usize = 1_000;
 const CHANGED_CALLS: usize = 200;
+/// Devices one commit changes.
+const CHANGED_DEVICES: i64 = 20;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -52,10 +58,12 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 }
 
 /// Times one GetConfig without a version (a full response) and checks it
-/// holds `version`: the devices never change in this bench.
+/// holds `version` (`None`: any version but the previous one, which it
+/// replaces) and every target.
 async fn full_call(
     client: &mut AgentGatewayServiceClient<Channel>,
-    version: &str,
+    version: &mut String,
+    expected: Option<&str>,
 ) -> Result<Duration, tonic::Status> {
     let started = Instant::now();
     let response = client
@@ -66,10 +74,22 @@ async fn full_call(
         .await?
         .into_inner();
     let elapsed = started.elapsed();
-    assert_eq!(
-        response.config_version, version,
-        "same devices, same version"
-    );
+    match expected {
+        Some(expected) => assert_eq!(
+            response.config_version, expected,
+            "same devices, same version"
+        ),
+        None => assert_ne!(
+            &response.config_version, version,
+            "changed devices, new version"
+        ),
+    }
+    let targets = response
+        .sweep
+        .as_ref()
+        .map_or(0, |s| s.device_targets.len());
+    assert_eq!(targets as i64, TARGETS, "every target, every time");
+    *version = response.config_version;
     Ok(elapsed)
 }
 
@@ -172,29 +192,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         not_modified.push(started.elapsed());
         assert!(response.not_modified);
     }
+    let mut current = version.clone();
     let mut cached = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
-        cached.push(full_call(&mut client, &version).await?);
+        cached.push(full_call(&mut client, &mut current, Some(&version)).await?);
     }
-    let bump = || {
-        sqlx::query(
-            "UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1",
-        )
-        .bind(tenant.id)
-        .execute(&state.pool)
+    // A commit as DIRE makes it: a few devices renamed under a fresh change
+    // stamp, and the tenant's data generation bumped.
+    let mut commits = 0i64;
+    let mut commit = || {
+        commits += 1;
+        let (pool, schema, tenant_id, round) =
+            (state.pool.clone(), schema.clone(), tenant.id, commits);
+        async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&format!(
+                "UPDATE \"{schema}\".ocsf_devices \
+                 SET hostname = 'host-' || $1 || '-' || uid, \
+                     change_stamp = nextval('\"{schema}\".device_change_seq') \
+                 WHERE uid IN (SELECT uid FROM \"{schema}\".ocsf_devices ORDER BY uid \
+                               OFFSET ($1 * $2) % $3 LIMIT $2)"
+            ))
+            .bind(round)
+            .bind(CHANGED_DEVICES)
+            .bind(TARGETS - CHANGED_DEVICES)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1",
+            )
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
     };
     let mut racing = Vec::with_capacity(CHANGED_CALLS);
     for _ in 0..CHANGED_CALLS {
-        bump().await?;
+        commit().await?;
         sr_gateway::sweep_delivery::refresh_after_commit(state.clone(), tenant.id);
-        racing.push(full_call(&mut client, &version).await?);
+        racing.push(full_call(&mut client, &mut current, None).await?);
         // Let the refresh task finish before the next commit.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let mut stale = Vec::with_capacity(CHANGED_CALLS);
+    for _ in 0..CHANGED_CALLS {
+        commit().await?;
+        stale.push(full_call(&mut client, &mut current, None).await?);
+    }
     let mut cold = Vec::with_capacity(CHANGED_CALLS);
     for _ in 0..CHANGED_CALLS {
-        bump().await?;
-        cold.push(full_call(&mut client, &version).await?);
+        state.sweep_cache.clear();
+        let expected = current.clone();
+        cold.push(full_call(&mut client, &mut current, Some(&expected)).await?);
     }
 
     println!(
@@ -205,7 +255,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("not_modified", not_modified);
     report("full (cached)", cached);
     report("full (racing commit)", racing);
-    report("full (cold rebuild)", cold);
+    report("full (stale)", stale);
+    report("full (cold cache)", cold);
     println!("  targets: not_modified p99 ≤ 2 ms; full 10k-target response p99 ≤ 50 ms");
     handle.shutdown().await?;
     Ok(())

@@ -197,6 +197,13 @@ pub async fn start(
     ));
 
     tasks.push((
+        "sweep warm-up",
+        tokio::spawn(crate::sweep_delivery::warm_up(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
+    ));
+    tasks.push((
         "sweep refresh listener",
         tokio::spawn(crate::sweep_delivery::follow_refresh_announcements(
             state.clone(),

@@ -3,9 +3,12 @@
 //! cached per (tenant, agent) and rebuilt only when the tenant's devices
 //! (`tenants.data_generation`) or its integration sources
 //! (`tenants.sources_generation`) changed — one cheap query per GetConfig
-//! otherwise; another tenant's edits leave the cache alone. An ingest commit
-//! that changed devices also starts a background refresh of the tenant's
-//! cached sweeps, so agents' polls after a sync find them already rebuilt.
+//! otherwise; another tenant's edits leave the cache alone. A rebuild
+//! reloads only the devices changed since the last one (by their DIRE change
+//! stamps, see the tenant migration `0003`), unless the sources changed. An
+//! ingest commit that changed devices also starts a background refresh of
+//! the tenant's cached sweeps, so agents' polls after a sync find them
+//! already rebuilt.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +61,10 @@ pub struct AgentSweep {
     pub document: SweepDocument,
     /// What generation skipped or fixed.
     pub stats: SweepStats,
+    /// True when every assigned device was loaded for this build (the
+    /// first one, or the sources changed); false when only the devices
+    /// changed since the previous build were.
+    pub full_reload: bool,
     data_generation: i64,
     sources_generation: i64,
 }
@@ -73,6 +80,8 @@ pub struct SweepCache {
     idle_limit: std::time::Duration,
     /// This gateway process among the replicas sharing the database.
     replica: Uuid,
+    /// When each agent's poll was last recorded in `platform.components`.
+    polls_recorded: Mutex<HashMap<(Uuid, String), std::time::Instant>>,
 }
 
 impl Default for SweepCache {
@@ -82,6 +91,7 @@ impl Default for SweepCache {
             refreshes: Mutex::default(),
             idle_limit: IDLE_AGENT,
             replica: Uuid::new_v4(),
+            polls_recorded: Mutex::default(),
         }
     }
 }
@@ -91,15 +101,76 @@ impl Default for SweepCache {
 /// refresh or another call) instead of building the same sweep twice.
 #[derive(Debug)]
 struct Slot {
-    current: tokio::sync::Mutex<Option<Arc<AgentSweep>>>,
+    current: tokio::sync::Mutex<SlotState>,
     /// When the agent (or an operator's preview) last asked for it.
     asked: Mutex<std::time::Instant>,
+}
+
+/// What a slot holds between rebuilds.
+#[derive(Debug, Default)]
+struct SlotState {
+    sweep: Option<Arc<AgentSweep>>,
+    /// The devices the sweep was built from, so the next rebuild reloads
+    /// only what changed. `None` until the first build, and after a failed
+    /// one (the next build then loads everything).
+    devices: Option<AgentDevices>,
+}
+
+/// The devices assigned to one agent, as of a change stamp.
+#[derive(Debug, Default)]
+struct AgentDevices {
+    devices: Vec<SweepDevice>,
+    /// Position in `devices` by device id.
+    index: HashMap<String, usize>,
+    /// Every device change with a stamp up to this one is reflected here.
+    stamp: i64,
+    /// The tenant's sources generation they were loaded under: assignment
+    /// through a source depends on its agent, so a source change reloads
+    /// everything.
+    sources_generation: i64,
+}
+
+impl AgentDevices {
+    fn new(sources_generation: i64) -> Self {
+        Self {
+            sources_generation,
+            ..Self::default()
+        }
+    }
+
+    /// Adds or replaces a device.
+    fn put(&mut self, device: SweepDevice) {
+        match self.index.get(&device.device_id) {
+            Some(&at) => self.devices[at] = device,
+            None => {
+                self.index
+                    .insert(device.device_id.clone(), self.devices.len());
+                self.devices.push(device);
+            }
+        }
+    }
+
+    /// Removes a device if present.
+    fn remove(&mut self, device_id: &str) {
+        let Some(at) = self.index.remove(device_id) else {
+            return;
+        };
+        self.devices.swap_remove(at);
+        if let Some(moved) = self.devices.get(at) {
+            self.index.insert(moved.device_id.clone(), at);
+        }
+    }
 }
 
 /// Sweeps nobody asked for in this long are dropped at their tenant's next
 /// refresh pass instead of being rebuilt, so the cache holds the agents that
 /// are polling, not every agent that ever did.
 const IDLE_AGENT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// An agent's polls are recorded in `platform.components.last_seen_at` at
+/// most this often, so that a restarted gateway knows whose sweeps to build
+/// before they ask, without a write per poll.
+const POLL_RECORD_SPACING: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Background refreshes of one tenant use at most this share of a core:
 /// after a pass that took `t`, the next waits `t × (1 / share − 1)`.
@@ -113,7 +184,7 @@ impl SweepCache {
             .entry((tenant_id, agent_id.to_string()))
             .or_insert_with(|| {
                 Arc::new(Slot {
-                    current: tokio::sync::Mutex::new(None),
+                    current: tokio::sync::Mutex::default(),
                     asked: Mutex::new(std::time::Instant::now()),
                 })
             })
@@ -127,7 +198,13 @@ impl SweepCache {
             .get(&(tenant_id, agent_id.to_string()))?
             .clone();
         let current = slot.current.try_lock().ok()?;
-        current.clone()
+        current.sweep.clone()
+    }
+
+    /// Drops every cached sweep, as a restart does: the next poll of each
+    /// agent rebuilds its sweep from scratch.
+    pub fn clear(&self) {
+        lock(&self.slots).clear();
     }
 
     /// Whether any sweep of the tenant is cached here.
@@ -319,6 +396,97 @@ async fn refresh_tenant(pool: &PgPool, cache: &SweepCache, tenant_id: Uuid, now:
     }
 }
 
+/// Records that an edge agent polled for its sweep (`last_seen_at`), at
+/// most every [`POLL_RECORD_SPACING`] and off the poll's path: [`warm_up`]
+/// after a restart builds the sweeps of the agents seen within
+/// [`IDLE_AGENT`]. A failed write is logged; the next poll tries again.
+pub fn record_agent_poll(state: &Arc<AppState>, tenant_id: Uuid, agent_id: &str) {
+    let key = (tenant_id, agent_id.to_string());
+    {
+        let mut recorded = lock(&state.sweep_cache.polls_recorded);
+        if recorded
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < POLL_RECORD_SPACING)
+        {
+            return;
+        }
+        recorded.insert(key.clone(), std::time::Instant::now());
+    }
+    let (state, now) = (state.clone(), state.clock.now());
+    tokio::spawn(async move {
+        let written = sqlx::query(
+            "UPDATE platform.components SET last_seen_at = GREATEST(last_seen_at, $3) \
+             WHERE tenant_id = $1 AND component_id = $2",
+        )
+        .bind(key.0)
+        .bind(&key.1)
+        .bind(now)
+        .execute(&state.pool)
+        .await;
+        if let Err(error) = written {
+            tracing::warn!(tenant_id = %key.0, agent_id = %key.1, %error,
+                "recording the agent's poll failed; its next poll tries again");
+            lock(&state.sweep_cache.polls_recorded).remove(&key);
+        }
+    });
+}
+
+/// At startup: builds, one after another in the background, the sweeps of
+/// the edge agents seen within [`IDLE_AGENT`], so that their first polls
+/// after a restart are served from the cache instead of waiting for a
+/// build. A poll arriving before its sweep is built builds it (or waits for
+/// the build in flight), as without this. Stops early at shutdown.
+pub async fn warm_up(
+    state: Arc<AppState>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let since = state.clock.now()
+        - chrono::Duration::from_std(IDLE_AGENT).unwrap_or(chrono::Duration::hours(1));
+    let agents: Vec<(Uuid, String)> = match sqlx::query_as(
+        "SELECT tenant_id, component_id FROM platform.components \
+         WHERE component_type = 'agent' AND last_seen_at >= $1 \
+         ORDER BY last_seen_at DESC",
+    )
+    .bind(since)
+    .fetch_all(&state.pool)
+    .await
+    {
+        Ok(agents) => agents,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list recently seen agents; their sweeps are built when they poll");
+            return Ok(());
+        }
+    };
+    let mut built = 0usize;
+    for (tenant_id, agent_id) in &agents {
+        let build = agent_sweep(
+            &state.pool,
+            &state.sweep_cache,
+            *tenant_id,
+            agent_id,
+            state.clock.now(),
+        );
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            result = build => match result {
+                Ok(_) => built += 1,
+                Err(error) => tracing::warn!(tenant_id = %tenant_id, agent_id, %error,
+                    "building the agent's sweep at startup failed; its next poll builds it"),
+            },
+        }
+    }
+    if !agents.is_empty() {
+        tracing::info!(
+            agents = agents.len(),
+            built,
+            ms = started.elapsed().as_millis() as u64,
+            "sweep configs of recently seen agents built"
+        );
+    }
+    Ok(())
+}
+
 /// The current sweep of `agent_id` in `tenant_id`, for the agent or an
 /// operator asking for it.
 pub async fn agent_sweep(
@@ -380,39 +548,73 @@ async fn current_sweep(
             && sweep.sources_generation >= tenant.sources_generation
     };
     let mut current = slot.current.lock().await;
-    if let Some(hit) = current.as_ref()
+    if let Some(hit) = current.sweep.as_ref()
         && fresh(hit)
     {
         return Ok(hit.clone());
     }
     let (slug, schema) = (&tenant.slug, &tenant.schema);
     let started = std::time::Instant::now();
-    let (devices, sources) = load(pool, tenant.id, slug, schema, agent_id).await?;
+    // Only the changed devices when the sources are as they were; taken
+    // out of the slot, so a failure below leaves the next call a full load.
+    let held = current
+        .devices
+        .take()
+        .filter(|held| held.sources_generation == tenant.sources_generation);
+    let full_reload = held.is_none();
+    let (devices, (sources, broken)) = tokio::try_join!(
+        load_devices(pool, tenant, agent_id, held),
+        load_sources(pool, tenant)
+    )?;
     let loaded = started.elapsed();
     // Generating and encoding 10k targets takes a core for tens of
     // milliseconds: off the async workers, so other calls keep flowing.
     let generations = (tenant.data_generation, tenant.sources_generation);
-    let (sweep, generate_time) =
-        tokio::task::spawn_blocking(move || build(&devices, &sources, now, generations))
-            .await
-            .map_err(|e| SweepDeliveryError::Build(e.to_string()))?;
+    let (sweep, generate_time, devices) = tokio::task::spawn_blocking(move || {
+        let (mut sweep, generate_time) =
+            build(&devices.devices, &broken, &sources, now, generations);
+        sweep.full_reload = full_reload;
+        (sweep, generate_time, devices)
+    })
+    .await
+    .map_err(|e| SweepDeliveryError::Build(e.to_string()))?;
     let sweep = Arc::new(sweep);
-    tracing::info!(tenant = %slug, agent_id, targets = sweep.stats.targets,
+    tracing::info!(tenant = %slug, agent_id, targets = sweep.stats.targets, full_reload,
         load_ms = loaded.as_millis() as u64, generate_ms = generate_time.as_millis() as u64,
-        total_ms = started.elapsed().as_millis() as u64, version = %sweep.version, "sweep config rebuilt");
-    *current = Some(sweep.clone());
+        total_ms = started.elapsed().as_millis() as u64, version = %sweep.version, schema = %schema,
+        "sweep config rebuilt");
+    current.sweep = Some(sweep.clone());
+    current.devices = Some(devices);
     Ok(sweep)
 }
 
 /// Generates the sweep and encodes its response body; also returns how
 /// long generating took.
+/// Devices of the sources in `broken` (unusable sweep settings) are left
+/// out: never sweep devices without their source's blacklist.
 fn build(
     devices: &[SweepDevice],
+    broken: &[String],
     sources: &[SweepSource],
     built_at: DateTime<Utc>,
     (data_generation, sources_generation): (i64, i64),
 ) -> (AgentSweep, std::time::Duration) {
     let started = std::time::Instant::now();
+    let usable: Vec<SweepDevice>;
+    let devices = if broken.is_empty() {
+        devices
+    } else {
+        usable = devices
+            .iter()
+            .filter(|d| {
+                d.integration_source_id
+                    .as_ref()
+                    .is_none_or(|s| !broken.contains(s))
+            })
+            .cloned()
+            .collect();
+        &usable
+    };
     let (generated, config_json) =
         generate_with_config_json(devices, sources, &SweepDefaults::default());
     let generate_time = started.elapsed();
@@ -422,6 +624,7 @@ fn build(
         body: EncodedBody::with_encoded_sweep(&config_json, &generated.document.encode_proto()),
         document: generated.document,
         stats: generated.stats,
+        full_reload: true,
         data_generation,
         sources_generation,
     };
@@ -432,57 +635,122 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The agent's devices and the tenant's source settings.
-async fn load(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    slug: &str,
-    schema: &str,
-    agent_id: &str,
-) -> Result<(Vec<SweepDevice>, Vec<SweepSource>), SweepDeliveryError> {
-    let schema =
-        crate::db::quoted_schema(schema).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    // Assigned to the agent: by the device's own agent, or through the
-    // integration source that reported it.
-    let device_query = format!(
-        "SELECT d.uid, d.ip, d.hostname, d.partition, d.discovery_sources, d.metadata \
-         FROM {schema}.ocsf_devices d \
-         WHERE d.merged_into IS NULL AND d.deleted_at IS NULL AND (d.agent_id = $1 OR d.uid IN ( \
-             SELECT dd.device_id FROM {schema}.discovered_devices dd \
+/// Whether a device `d` is assigned to the agent `$1` (of tenant `$2`): by
+/// the device's own agent, or through an integration source that reported
+/// it. A full load (`Lookup::Hashed`) hashes the agent's staged devices
+/// once; a reload of a few changed devices (`Lookup::PerDevice`) probes
+/// the staging index for each instead. Both say the same.
+fn assigned_predicate(schema: &str, lookup: Lookup) -> String {
+    let through_source = match lookup {
+        Lookup::Hashed => format!(
+            "d.uid IN (SELECT dd.device_id FROM {schema}.discovered_devices dd \
              JOIN platform.integration_sources s ON s.id = dd.integration_source_id \
-             WHERE s.tenant_id = $2 AND s.agent_id = $1 AND dd.device_id IS NOT NULL))"
-    );
-    // Rows are decoded as they arrive, while PostgreSQL still sends the
-    // rest (a third faster than collecting them first), and the sources
-    // are read on another connection meanwhile.
-    let devices = async {
-        let mut rows = sqlx::query(&device_query)
-            .bind(agent_id)
-            .bind(tenant_id)
-            .fetch(pool);
-        let mut devices = Vec::new();
-        while let Some(row) = rows.try_next().await? {
-            // Columns by position, in the SELECT's order; metadata is
-            // decoded straight into the few fields generation reads.
-            devices.push(SweepDevice::new(
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get::<sqlx::types::Json<SweepMetadata>, _>(5)?.0,
-            ));
-        }
-        Ok::<_, sqlx::Error>(devices)
+             WHERE s.tenant_id = $2 AND s.agent_id = $1 AND dd.device_id IS NOT NULL)"
+        ),
+        Lookup::PerDevice => format!(
+            "EXISTS (SELECT 1 FROM {schema}.discovered_devices dd \
+             JOIN platform.integration_sources s ON s.id = dd.integration_source_id \
+             WHERE dd.device_id = d.uid AND s.tenant_id = $2 AND s.agent_id = $1)"
+        ),
     };
+    format!(
+        "d.merged_into IS NULL AND d.deleted_at IS NULL AND (d.agent_id = $1 OR {through_source})"
+    )
+}
+
+/// How [`assigned_predicate`] finds staged devices.
+#[derive(Clone, Copy)]
+enum Lookup {
+    Hashed,
+    PerDevice,
+}
+
+/// The agent's devices: `held` brought up to date by reloading the devices
+/// changed since its stamp, or every assigned device when `held` is `None`.
+async fn load_devices(
+    pool: &PgPool,
+    tenant: &TenantRow,
+    agent_id: &str,
+    held: Option<AgentDevices>,
+) -> Result<AgentDevices, SweepDeliveryError> {
+    let schema = crate::db::quoted_schema(&tenant.schema)
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    // Rows are decoded as they arrive, while PostgreSQL still sends the
+    // rest (a third faster than collecting them first). Columns by position;
+    // metadata is decoded straight into the few fields generation reads.
+    let device = |row: &sqlx::postgres::PgRow| -> Result<SweepDevice, sqlx::Error> {
+        Ok(SweepDevice::new(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get::<sqlx::types::Json<SweepMetadata>, _>(5)?.0,
+        ))
+    };
+    let Some(mut held) = held else {
+        let assigned = assigned_predicate(&schema, Lookup::Hashed);
+        let query = format!(
+            "SELECT d.uid, d.ip, d.hostname, d.partition, d.discovery_sources, d.metadata, \
+                    d.change_stamp \
+             FROM {schema}.ocsf_devices d WHERE {assigned}"
+        );
+        let mut rows = sqlx::query(&query)
+            .bind(agent_id)
+            .bind(tenant.id)
+            .fetch(pool);
+        let mut all = AgentDevices::new(tenant.sources_generation);
+        while let Some(row) = rows.try_next().await? {
+            all.stamp = all.stamp.max(row.try_get(6)?);
+            all.put(device(&row)?);
+        }
+        return Ok(all);
+    };
+    // Every device changed since, assigned or not: one that is no longer
+    // assigned leaves the sweep. Its columns are only sent when assigned
+    // (`discovery_sources` is never NULL in the table).
+    let assigned = assigned_predicate(&schema, Lookup::PerDevice);
+    let query = format!(
+        "SELECT d.uid, CASE WHEN a.yes THEN d.ip END, CASE WHEN a.yes THEN d.hostname END, \
+                CASE WHEN a.yes THEN d.partition END, \
+                CASE WHEN a.yes THEN d.discovery_sources END, \
+                CASE WHEN a.yes THEN d.metadata END, d.change_stamp \
+         FROM {schema}.ocsf_devices d CROSS JOIN LATERAL (SELECT {assigned} AS yes) a \
+         WHERE d.change_stamp > $3"
+    );
+    let mut rows = sqlx::query(&query)
+        .bind(agent_id)
+        .bind(tenant.id)
+        .bind(held.stamp)
+        .fetch(pool);
+    let mut stamp = held.stamp;
+    while let Some(row) = rows.try_next().await? {
+        stamp = stamp.max(row.try_get(6)?);
+        if row.try_get::<Option<Vec<String>>, _>(4)?.is_some() {
+            held.put(device(&row)?);
+        } else {
+            held.remove(row.try_get(0)?);
+        }
+    }
+    held.stamp = stamp;
+    Ok(held)
+}
+
+/// The tenant's enabled sources' sweep settings, and the ids of those whose
+/// settings are unusable (logged).
+async fn load_sources(
+    pool: &PgPool,
+    tenant: &TenantRow,
+) -> Result<(Vec<SweepSource>, Vec<String>), SweepDeliveryError> {
+    let (tenant_id, slug) = (tenant.id, &tenant.slug);
     let source_rows = sqlx::query(
         "SELECT id, name, source_type, endpoint, queries, sweep_interval, partition, agent_id, \
                 network_blacklist, settings, sync_service_id \
          FROM platform.integration_sources WHERE tenant_id = $1 AND enabled",
     )
     .bind(tenant_id)
-    .fetch_all(pool);
-    let (mut devices, source_rows) = tokio::try_join!(devices, source_rows)?;
+    .fetch_all(pool)
+    .await?;
     let mut sources = Vec::with_capacity(source_rows.len());
     let mut broken = Vec::new();
     for row in source_rows {
@@ -505,21 +773,13 @@ async fn load(
         match SweepSource::from_source_config(&config) {
             Ok(source) => sources.push(source),
             Err(error) => {
-                // Never sweep devices without their source's blacklist.
                 tracing::error!(tenant = %slug, integration_id = %id, field = %error.field,
                     error = %error.message, "sweep settings unusable; the source's devices are left out");
                 broken.push(id.to_string());
             }
         }
     }
-    if !broken.is_empty() {
-        devices.retain(|d| {
-            d.integration_source_id
-                .as_ref()
-                .is_none_or(|s| !broken.contains(s))
-        });
-    }
-    Ok((devices, sources))
+    Ok((sources, broken))
 }
 
 #[cfg(test)]

@@ -124,6 +124,11 @@ impl CopyWriter {
         }
     }
 
+    /// A `bigint` field.
+    pub fn int8(&mut self, value: i64) -> &mut Self {
+        self.bytes("bigint", &value.to_be_bytes())
+    }
+
     /// A `timestamptz` field (microsecond precision, like the column:
     /// finer digits are truncated).
     pub fn timestamptz(&mut self, value: DateTime<Utc>) -> &mut Self {
@@ -256,20 +261,22 @@ mod tests {
         let at: DateTime<Utc> = "2000-01-01T00:00:01.000002Z".parse().unwrap();
         let id = Uuid::parse_str("6f1c9d53-5d1e-4b53-9a43-1c1f5f5e2a10").unwrap();
         let body = payload(|w| {
-            w.row(7)
+            w.row(8)
                 .text("ab")
                 .null()
                 .opt_bool(Some(true))
                 .opt_int4(Some(-2))
+                .int8(258)
                 .timestamptz(at)
                 .uuid(id)
                 .opt_text(None);
         });
-        let mut expected = vec![0, 7];
+        let mut expected = vec![0, 8];
         expected.extend([0, 0, 0, 2, b'a', b'b']);
         expected.extend([0xff; 4]);
         expected.extend([0, 0, 0, 1, 1]);
         expected.extend([0, 0, 0, 4, 0xff, 0xff, 0xff, 0xfe]);
+        expected.extend([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]);
         expected.extend([0, 0, 0, 8]);
         expected.extend(1_000_002i64.to_be_bytes());
         expected.extend([0, 0, 0, 16]);

@@ -169,6 +169,10 @@ pub struct Plan {
     /// Updates skipped as already applied whose device this plan changes:
     /// the plan is void, plan again without skipping them.
     pub replan: Vec<usize>,
+    /// Existing devices that gain or lose a staging row (and so perhaps
+    /// their agent) without the plan writing their row: the store stamps
+    /// them as changed. Set by the store from [`Plan::reassigned`].
+    pub reassigned_devices: Vec<String>,
 }
 
 impl Plan {
@@ -202,6 +206,40 @@ impl Plan {
         })
     }
 
+    /// Existing devices whose staging rows change by this plan (given the
+    /// stored rows in `snapshot`): the device of a new staging row, both
+    /// devices of a re-pointed one, and merge survivors (the store re-points
+    /// the merged device's staging rows to them). Devices the plan creates
+    /// are left out: they are new anyway. Sorted, without repeats.
+    pub fn reassigned(&self, snapshot: &Snapshot) -> Vec<String> {
+        let created: HashSet<&str> = self
+            .devices
+            .iter()
+            .filter(|d| d.is_new)
+            .map(|d| d.record.uid.as_str())
+            .collect();
+        let mut reassigned = std::collections::BTreeSet::new();
+        for row in &self.staged {
+            let previous = if row.is_new {
+                None
+            } else {
+                snapshot
+                    .staged_row(row.integration_source_id, &row.source_device_id)
+                    .and_then(|state| state.device_id.as_deref())
+            };
+            if previous != Some(row.device_id.as_str()) {
+                reassigned.insert(row.device_id.as_str());
+                reassigned.extend(previous);
+            }
+        }
+        reassigned.extend(self.merges.iter().map(|m| m.to.as_str()));
+        reassigned
+            .into_iter()
+            .filter(|uid| !created.contains(uid))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// True when the batch changes no device, identifier, IP or merge state
     /// (staging rows may still need the store's change check).
     pub fn changes_nothing_but_staging(&self) -> bool {
@@ -210,5 +248,82 @@ impl Plan {
             && self.ip_releases.is_empty()
             && self.merges.is_empty()
             && self.blocked_merges.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dire::snapshot::StagedState;
+
+    fn staged(source: Uuid, source_device: &str, device: &str, is_new: bool) -> StagedDevice {
+        StagedDevice {
+            is_new,
+            integration_source_id: source,
+            source_device_id: source_device.into(),
+            source: "faker".into(),
+            device_id: device.into(),
+            partition: "default".into(),
+            ip: None,
+            ip_addresses: Vec::new(),
+            mac_addresses: Vec::new(),
+            hostname: None,
+            device_type: None,
+            agent_id: None,
+            metadata: Map::new(),
+            raw_data: None,
+            sync_run_id: None,
+            seen: DateTime::UNIX_EPOCH,
+            content_hash: String::new(),
+        }
+    }
+
+    fn stored_row(device: &str) -> StagedState {
+        StagedState {
+            content_hash: None,
+            last_seen: DateTime::UNIX_EPOCH,
+            device_id: Some(device.into()),
+            device_active: true,
+        }
+    }
+
+    #[test]
+    fn reassigned_devices_are_those_gaining_or_losing_a_staging_row() {
+        let source = Uuid::new_v4();
+        let mut snapshot = Snapshot::default();
+        snapshot.insert_staged(source, "moved".into(), stored_row("sr:old"));
+        snapshot.insert_staged(source, "same".into(), stored_row("sr:kept"));
+        let plan = Plan {
+            devices: vec![DeviceUpsert {
+                record: DeviceRecord::new(
+                    "sr:created".into(),
+                    "default".into(),
+                    DateTime::UNIX_EPOCH,
+                ),
+                is_new: true,
+            }],
+            staged: vec![
+                // Re-pointed: both devices' assignment may change.
+                staged(source, "moved", "sr:new", false),
+                // Rewritten, same device: no change of assignment.
+                staged(source, "same", "sr:kept", false),
+                // A new row for an existing device.
+                staged(source, "fresh", "sr:existing", true),
+                // A new row for a device this plan creates: stamped anyway.
+                staged(source, "first", "sr:created", true),
+            ],
+            merges: vec![MergeRecord {
+                from: "sr:loser".into(),
+                to: "sr:survivor".into(),
+                partition: "default".into(),
+                evidence: Value::Null,
+            }],
+            ..Plan::default()
+        };
+        assert_eq!(
+            plan.reassigned(&snapshot),
+            ["sr:existing", "sr:new", "sr:old", "sr:survivor"]
+        );
+        assert!(Plan::default().reassigned(&snapshot).is_empty());
     }
 }

@@ -157,6 +157,11 @@ impl Snapshot {
             .get(&(key.integration_source_id, key.source_device_id.clone()))
     }
 
+    /// The stored staging row of a source's device, if the batch loaded it.
+    pub fn staged_row(&self, source: Uuid, source_device_id: &str) -> Option<&StagedState> {
+        self.staged.get(&(source, source_device_id.to_string()))
+    }
+
     /// The device an update was already applied to: its staging row holds
     /// the update's fingerprint and points at an active device. Such an
     /// update is skipped (nothing it says is new).

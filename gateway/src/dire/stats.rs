@@ -59,6 +59,9 @@ pub struct BatchStats {
     /// Updates reconciled but not staged because `integration_source_id` is
     /// not a UUID.
     pub unstaged_invalid_source: u64,
+    /// Existing devices whose staging rows changed while the device row did
+    /// not: the agent they are assigned to may have changed.
+    pub reassigned_devices: u64,
     /// Updates skipped, by reason.
     pub skipped: BTreeMap<SkipReason, u64>,
 }
@@ -76,6 +79,7 @@ impl BatchStats {
         self.ip_moves += other.ip_moves;
         self.staged += other.staged;
         self.unstaged_invalid_source += other.unstaged_invalid_source;
+        self.reassigned_devices += other.reassigned_devices;
         for (reason, count) in &other.skipped {
             *self.skipped.entry(*reason).or_default() += count;
         }

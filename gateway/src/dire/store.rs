@@ -65,33 +65,47 @@ impl Default for ReconcileOptions {
     }
 }
 
+/// What [`lock_tenant`] hands back.
+struct TenantLock {
+    /// The caller's JIT setting, for [`restore_settings`].
+    jit: String,
+    /// This transaction's change stamp (see the tenant migration `0003`).
+    stamp: i64,
+}
+
 /// Takes the tenant's transaction-scoped DIRE lock (released at commit or
-/// rollback), checks the isolation level, and turns JIT compilation off for
-/// DIRE's statements: their cost estimates are high while their run time is
-/// short, and compiling each batch's statements costs more than it saves.
-/// Returns the caller's JIT setting for [`restore_settings`].
-async fn lock_tenant(conn: &mut PgConnection, schema: &TenantSchema) -> Result<String, DireError> {
+/// rollback), checks the isolation level, draws the transaction's change
+/// stamp (after the lock, so stamps grow in commit order), and turns JIT
+/// compilation off for DIRE's statements: their cost estimates are high
+/// while their run time is short, and compiling each batch's statements
+/// costs more than it saves.
+async fn lock_tenant(
+    conn: &mut PgConnection,
+    schema: &TenantSchema,
+) -> Result<TenantLock, DireError> {
     if !conn.is_in_transaction() {
         return Err(DireError::NotInTransaction);
     }
     let (class, object) = schema.lock_keys();
-    let (level, jit): (String, String) = sqlx::query_as(
+    let (level, jit, stamp): (String, String, i64) = sqlx::query_as(
         "WITH locked AS MATERIALIZED ( \
              SELECT current_setting('transaction_isolation') AS level, \
-                    current_setting('jit') AS jit \
+                    current_setting('jit') AS jit, \
+                    nextval($3::regclass) AS stamp \
              FROM (SELECT pg_advisory_xact_lock($1, $2)) AS tenant_lock) \
-         SELECT level, jit FROM locked \
+         SELECT level, jit, stamp FROM locked \
          WHERE set_config('jit', 'off', true) IS NOT NULL",
     )
     .bind(class)
     .bind(object)
+    .bind(format!("{}.device_change_seq", schema.quoted()))
     .fetch_one(&mut *conn)
     .await
     .map_err(DireError::db("taking the tenant's DIRE lock"))?;
     if level != "read committed" {
         return Err(DireError::Isolation { level });
     }
-    Ok(jit)
+    Ok(TenantLock { jit, stamp })
 }
 
 /// Gives the caller's transaction its JIT setting back.
@@ -128,7 +142,7 @@ pub async fn reconcile(
         return Err(DireError::InvalidBatchSize);
     }
     let waiting = std::time::Instant::now();
-    let jit = lock_tenant(conn, schema).await?;
+    let lock = lock_tenant(conn, schema).await?;
     // Streams of one tenant take turns; how long this one queued.
     let lock_wait_ms = waiting.elapsed().as_millis() as u64;
     let mut total = BatchStats::default();
@@ -136,7 +150,7 @@ pub async fn reconcile(
     for (batch, chunk) in updates.chunks(options.batch_size).enumerate() {
         let observations: Vec<Observation<'_>> = chunk.iter().map(observe).collect();
         let plan = plan_batch(conn, schema, &observations, &touched, &options.plan).await?;
-        apply_plan(conn, schema, &plan).await?;
+        apply_plan(conn, schema, &plan, lock.stamp).await?;
         touched.extend(plan.touched_devices().map(str::to_string));
         debug!(
             tenant_schema = schema.name(),
@@ -152,7 +166,7 @@ pub async fn reconcile(
         );
         total.merge(&plan.stats);
     }
-    restore_settings(conn, &jit).await?;
+    restore_settings(conn, &lock.jit).await?;
     info!(
         tenant_schema = schema.name(),
         updates = total.updates,
@@ -231,7 +245,7 @@ pub async fn plan_batch(
         fetch_identity(conn, schema, &request, &mut snapshot).await?;
     }
     loop {
-        let plan = plan_observations(observations, &applied, &snapshot, options);
+        let mut plan = plan_observations(observations, &applied, &snapshot, options);
         if plan.replan.is_empty() {
             if let Some(identifier) = plan.dangling_identifier(&snapshot) {
                 return Err(DireError::DanglingIdentifier {
@@ -240,6 +254,8 @@ pub async fn plan_batch(
                     device_id: identifier.device_id.clone(),
                 });
             }
+            plan.reassigned_devices = plan.reassigned(&snapshot);
+            plan.stats.reassigned_devices = plan.reassigned_devices.len() as u64;
             return Ok(plan);
         }
         for index in &plan.replan {
@@ -441,21 +457,54 @@ fn stored_device(row: &PgRow) -> Result<StoredDevice, sqlx::Error> {
 }
 
 /// Applies a plan with bulk statements (see the module docs for the order).
+/// Every device row it writes gets `stamp`, the transaction's change stamp
+/// (see the tenant migration `0003`), and so do the devices in
+/// [`Plan::reassigned_devices`].
 pub async fn apply_plan(
     conn: &mut PgConnection,
     schema: &TenantSchema,
     plan: &Plan,
+    stamp: i64,
 ) -> Result<(), DireError> {
     let s = schema.quoted();
-    release_ips(conn, &s, plan).await?;
-    upsert_devices(conn, &s, plan).await?;
-    mark_merges(conn, &s, plan).await?;
+    release_ips(conn, &s, plan, stamp).await?;
+    upsert_devices(conn, &s, plan, stamp).await?;
+    mark_merges(conn, &s, plan, stamp).await?;
     upsert_identifiers(conn, &s, plan).await?;
     write_audit(conn, &s, plan).await?;
-    stage(conn, &s, plan).await
+    stage(conn, &s, plan).await?;
+    stamp_reassigned(conn, &s, plan, stamp).await
 }
 
-async fn release_ips(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
+/// Stamps the devices whose staging rows changed without the device row
+/// being written: their agent assignment may have changed.
+async fn stamp_reassigned(
+    conn: &mut PgConnection,
+    s: &str,
+    plan: &Plan,
+    stamp: i64,
+) -> Result<(), DireError> {
+    if plan.reassigned_devices.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(&format!(
+        "UPDATE {s}.ocsf_devices SET change_stamp = $2 \
+         WHERE uid = ANY($1::text[]) AND change_stamp <> $2"
+    ))
+    .bind(&plan.reassigned_devices)
+    .bind(stamp)
+    .execute(&mut *conn)
+    .await
+    .map_err(DireError::db("stamping reassigned devices"))?;
+    Ok(())
+}
+
+async fn release_ips(
+    conn: &mut PgConnection,
+    s: &str,
+    plan: &Plan,
+    stamp: i64,
+) -> Result<(), DireError> {
     if plan.ip_releases.is_empty() {
         return Ok(());
     }
@@ -465,10 +514,11 @@ async fn release_ips(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<()
         .map(|r| r.device_id.as_str())
         .collect();
     sqlx::query(&format!(
-        "UPDATE {s}.ocsf_devices AS d SET ip = NULL, modified_time = now() \
+        "UPDATE {s}.ocsf_devices AS d SET ip = NULL, modified_time = now(), change_stamp = $2 \
          WHERE d.uid = ANY($1::text[]) AND d.ip IS NOT NULL"
     ))
     .bind(&uids)
+    .bind(stamp)
     .execute(&mut *conn)
     .await
     .map_err(DireError::db("releasing moved IPs"))?;
@@ -552,15 +602,20 @@ async fn copy_rows<T>(
     Ok(())
 }
 
-async fn upsert_devices(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
+async fn upsert_devices(
+    conn: &mut PgConnection,
+    s: &str,
+    plan: &Plan,
+    stamp: i64,
+) -> Result<(), DireError> {
     // A new device is never deleted; should one be, the upsert path sets
     // `deleted_at` as it does for existing rows.
     let (new, existing): (Vec<&DeviceUpsert>, Vec<&DeviceUpsert>) = plan
         .devices
         .iter()
         .partition(|upsert| upsert.is_new && !upsert.record.deleted);
-    copy_devices(conn, s, &new).await?;
-    write_devices(conn, s, &existing).await
+    copy_devices(conn, s, &new, stamp).await?;
+    write_devices(conn, s, &existing, stamp).await
 }
 
 /// Inserts device rows the plan knows are new with a binary COPY.
@@ -568,6 +623,7 @@ async fn copy_devices(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&DeviceUpsert],
+    stamp: i64,
 ) -> Result<(), DireError> {
     const TARGET: CopyTarget = CopyTarget {
         table: "ocsf_devices",
@@ -590,6 +646,7 @@ async fn copy_devices(
             "metadata",
             "first_seen_time",
             "last_seen_time",
+            "change_stamp",
         ],
         bytes_per_row: 512,
         context: "inserting new devices",
@@ -619,7 +676,8 @@ async fn copy_devices(
             )
             .jsonb(&r.metadata)
             .timestamptz(r.first_seen)
-            .timestamptz(r.last_seen);
+            .timestamptz(r.last_seen)
+            .int8(stamp);
     })
     .await
 }
@@ -629,6 +687,7 @@ async fn write_devices(
     conn: &mut PgConnection,
     s: &str,
     rows: &[&DeviceUpsert],
+    stamp: i64,
 ) -> Result<(), DireError> {
     if rows.is_empty() {
         return Ok(());
@@ -684,11 +743,12 @@ async fn write_devices(
     sqlx::query(&format!(
         "INSERT INTO {s}.ocsf_devices AS d (uid, partition, ip, mac, hostname, device_type, \
              vendor_name, model, os_name, serial_number, agent_id, gateway_id, is_available, \
-             confidence, discovery_sources, metadata, first_seen_time, last_seen_time, deleted_at) \
+             confidence, discovery_sources, metadata, first_seen_time, last_seen_time, deleted_at, \
+             change_stamp) \
          SELECT u.uid, u.partition, u.ip, u.mac, u.hostname, u.device_type, u.vendor_name, \
                 u.model, u.os_name, u.serial_number, u.agent_id, u.gateway_id, u.is_available, \
                 u.confidence, string_to_array(u.sources, E'\\x1f'), u.metadata, \
-                u.first_seen, u.last_seen, CASE WHEN u.deleted THEN now() END \
+                u.first_seen, u.last_seen, CASE WHEN u.deleted THEN now() END, $20 \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
                      $13::bool[], $14::int4[], $15::text[], $16::jsonb[], $17::timestamptz[], \
@@ -707,7 +767,7 @@ async fn write_devices(
              last_seen_time = EXCLUDED.last_seen_time, \
              deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL \
                                ELSE COALESCE(d.deleted_at, EXCLUDED.deleted_at) END, \
-             modified_time = now() \
+             modified_time = now(), change_stamp = EXCLUDED.change_stamp \
          WHERE (d.ip, d.mac, d.hostname, d.device_type, d.vendor_name, d.model, d.os_name, \
                 d.serial_number, d.agent_id, d.gateway_id, d.is_available, d.confidence, \
                 d.discovery_sources, d.metadata, d.first_seen_time, d.last_seen_time, \
@@ -738,13 +798,19 @@ async fn write_devices(
     .bind(&first_seen)
     .bind(&last_seen)
     .bind(&deleted)
+    .bind(stamp)
     .execute(&mut *conn)
     .await
     .map_err(DireError::db("updating devices"))?;
     Ok(())
 }
 
-async fn mark_merges(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<(), DireError> {
+async fn mark_merges(
+    conn: &mut PgConnection,
+    s: &str,
+    plan: &Plan,
+    stamp: i64,
+) -> Result<(), DireError> {
     if plan.merges.is_empty() {
         return Ok(());
     }
@@ -754,7 +820,8 @@ async fn mark_merges(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<()
         "WITH m AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS m(from_id, to_id)), \
          merged AS ( \
              UPDATE {s}.ocsf_devices AS d \
-             SET merged_into = m.to_id, merged_at = now(), modified_time = now() \
+             SET merged_into = m.to_id, merged_at = now(), modified_time = now(), \
+                 change_stamp = $3 \
              FROM m WHERE d.uid = m.from_id RETURNING d.uid \
          ) \
          UPDATE {s}.discovered_devices AS st SET device_id = m.to_id \
@@ -762,6 +829,7 @@ async fn mark_merges(conn: &mut PgConnection, s: &str, plan: &Plan) -> Result<()
     ))
     .bind(&from)
     .bind(&to)
+    .bind(stamp)
     .execute(&mut *conn)
     .await
     .map_err(DireError::db("marking merged devices"))?;
@@ -1103,7 +1171,7 @@ pub async fn unmerge(
     schema: &TenantSchema,
     audit_id: i64,
 ) -> Result<UnmergeReport, DireError> {
-    let jit = lock_tenant(conn, schema).await?;
+    let lock = lock_tenant(conn, schema).await?;
     let s = schema.quoted();
     let row: Option<(String, String, String, Value)> = sqlx::query_as(&format!(
         "SELECT from_device_id, to_device_id, action, evidence FROM {s}.merge_audit WHERE id = $1"
@@ -1223,11 +1291,12 @@ pub async fn unmerge(
     };
     sqlx::query(&format!(
         "UPDATE {s}.ocsf_devices SET merged_into = NULL, merged_at = NULL, modified_time = now(), \
-             ip = CASE WHEN $2 THEN NULL ELSE ip END \
+             ip = CASE WHEN $2 THEN NULL ELSE ip END, change_stamp = $3 \
          WHERE uid = $1"
     ))
     .bind(&from)
     .bind(ip_taken)
+    .bind(lock.stamp)
     .execute(&mut *conn)
     .await
     .map_err(DireError::db("restoring the merged device"))?;
@@ -1252,7 +1321,7 @@ pub async fn unmerge(
     .execute(&mut *conn)
     .await
     .map_err(DireError::db("writing the unmerge audit"))?;
-    restore_settings(conn, &jit).await?;
+    restore_settings(conn, &lock.jit).await?;
     info!(
         tenant_schema = schema.name(),
         audit_id,

@@ -119,6 +119,13 @@ impl GatewayService {
         )
         .await
         .map_err(|e| auth::internal("building the sweep config", &e))?;
+        if !peer.is_platform {
+            crate::sweep_delivery::record_agent_poll(
+                &self.state,
+                peer.tenant_id,
+                &peer.component_id,
+            );
+        }
         Ok(self.config_response(version, &sweep.version, sweep.built_at, &sweep.body))
     }
 

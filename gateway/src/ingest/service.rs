@@ -145,8 +145,12 @@ impl DeviceIngest {
         let stats = reconcile(&mut tx, &schema, &updates, &self.reconcile)
             .await
             .map_err(|e| storage_status("reconciling devices", e))?;
-        let devices_changed =
-            stats.new_devices + stats.updated_devices + stats.merges + stats.ip_moves > 0;
+        let devices_changed = stats.new_devices
+            + stats.updated_devices
+            + stats.merges
+            + stats.ip_moves
+            + stats.reassigned_devices
+            > 0;
         if devices_changed {
             // Agents' sweep configs of this tenant are now stale.
             crate::sweep_delivery::mark_devices_changed(&mut tx, &state.sweep_cache, tenant_id)

@@ -508,3 +508,216 @@ async fn a_commit_refreshes_cached_agent_sweeps_before_their_next_poll() {
     assert_eq!(after.sweep.unwrap().device_targets.len(), 50);
     gw.stop().await;
 }
+
+/// `update(i, …)` with `changes` laid over it (`metadata` merged key by key).
+fn changed_update(i: u32, tenant: Uuid, source: Uuid, changes: Value) -> Value {
+    let mut base = update(i, tenant, source);
+    for (key, value) in changes.as_object().unwrap() {
+        if key == "metadata" {
+            for (k, v) in value.as_object().unwrap() {
+                base["metadata"][k] = v.clone();
+            }
+        } else {
+            base[key] = value.clone();
+        }
+    }
+    base
+}
+
+/// Streams `updates` through the platform sync.
+async fn stream(gw: &TestGateway, updates: &[Value]) {
+    let mut sync = gw.platform_sync_client();
+    send(
+        &mut sync,
+        vec![chunk("platform-sync", 0, 1, payload(updates))],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
+    let gw = TestGateway::start().await;
+    let (tenant, source_a) = tenant_with_agent_source(&gw).await;
+    let mut body = faker_source("faker-b");
+    body["agent_id"] = json!("agent-2");
+    let (status, created) = gw
+        .admin(
+            Method::POST,
+            "/api/v1/tenants/acme/integration-sources",
+            Some(body),
+        )
+        .await;
+    assert!(status.is_success(), "{created}");
+    let source_b = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let cache = &gw.state().sweep_cache;
+    let now = chrono::Utc::now();
+    let agents = ["agent-1", "agent-2"];
+
+    let a = |i: u32| update(i, tenant, source_a);
+    let a_with = |i: u32, changes: Value| changed_update(i, tenant, source_a, changes);
+    let b_with = |i: u32, changes: Value| changed_update(i, tenant, source_b, changes);
+    let rounds: Vec<(&str, Vec<Value>)> = vec![
+        ("initial", (0..40).map(a).collect()),
+        (
+            "IP swaps, new hostnames, new devices",
+            (0..5)
+                .map(|i| a_with(i, json!({"ip": format!("10.1.0.{}", i + 6)})))
+                .chain((5..10).map(|i| a_with(i, json!({"ip": format!("10.1.0.{}", i - 4)}))))
+                .chain((10..15).map(|i| a_with(i, json!({"hostname": format!("renamed-{i}")}))))
+                .chain((40..45).map(a))
+                .collect(),
+        ),
+        (
+            "the other source's devices, one assigned to agent-1 by its own agent",
+            (100..110)
+                .map(|i| b_with(i, json!({"ip": format!("10.2.0.{i}")})))
+                .chain([b_with(
+                    110,
+                    json!({"ip": "10.2.0.110", "agent_id": "agent-1",
+                           "metadata": {"agent_id": "agent-1"}}),
+                )])
+                .collect(),
+        ),
+        (
+            "devices of agent-1's source given agent-2, and reported by the other source",
+            (20..25)
+                .map(|i| a_with(i, json!({"agent_id": "agent-2"})))
+                .chain((30..33).map(|i| {
+                    // The same MAC and IP as agent-1's device i.
+                    b_with(i, json!({"metadata": {"integration_id": format!("b-{i}")}}))
+                }))
+                .collect(),
+        ),
+    ];
+    for (round, (what, updates)) in rounds.iter().enumerate() {
+        stream(&gw, updates).await;
+        for agent in agents {
+            let rebuilt =
+                sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, agent, now)
+                    .await
+                    .unwrap();
+            let scratch = sr_gateway::sweep_delivery::agent_sweep(
+                gw.pool(),
+                &SweepCache::default(),
+                tenant,
+                agent,
+                now,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                rebuilt.document, scratch.document,
+                "{agent} after round {round} ({what})"
+            );
+            assert_eq!(rebuilt.version, scratch.version);
+            assert!(scratch.full_reload);
+            assert_eq!(
+                rebuilt.full_reload,
+                round == 0,
+                "{agent} after round {round} ({what}): only the first build loads everything"
+            );
+        }
+    }
+    let pool = gw.pool();
+    // agent-1: its source's 45 devices and the other source's device with
+    // agent-1 as its own agent.
+    let sweep = |agent| async move {
+        sr_gateway::sweep_delivery::agent_sweep(pool, cache, tenant, agent, now)
+            .await
+            .unwrap()
+    };
+    // agent-1: its source's 45 devices and the other source's device that
+    // names agent-1 as its own agent; three of them lost their IP to the
+    // other source's devices reported at the same IP (one active device
+    // per IP), so they are not swept.
+    let agent_1 = sweep("agent-1").await;
+    assert_eq!((agent_1.stats.devices, agent_1.stats.targets), (46, 43));
+    assert_eq!(agent_1.stats.missing_ip, 3);
+    // agent-2: the other source's 11 + 3 devices, and the 5 devices of
+    // agent-1's source that name agent-2 as their own agent.
+    assert_eq!(sweep("agent-2").await.stats.targets, 19);
+
+    // An unchanged re-sync changes no device: the very same sweep is served.
+    let before = cache.cached(tenant, "agent-1").unwrap();
+    stream(&gw, &rounds[3].1).await;
+    let after = sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, "agent-1", now)
+        .await
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "an unchanged re-sync rebuilt the sweep"
+    );
+
+    // A source edit reloads everything.
+    let (status, body) = gw
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/tenants/acme/integration-sources/{source_a}"),
+            Some(json!({"network_blacklist": ["10.1.0.0/28"]})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let edited = sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, "agent-1", now)
+        .await
+        .unwrap();
+    assert!(edited.full_reload);
+    assert!(edited.stats.blacklisted > 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_starting_gateway_builds_the_sweeps_of_recently_polling_agents() {
+    let gw = TestGateway::start().await;
+    let (tenant, source) = tenant_with_agent_source(&gw).await;
+    let (dir, mut agent) = gw.enroll_edge("acme", "agent", "agent-1").await;
+    sync_devices(&gw, tenant, source, 25).await;
+    let polled = agent
+        .get_config(ask_agent_1(""))
+        .await
+        .unwrap()
+        .into_inner();
+    // The poll is recorded off the poll's path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seen: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+            "SELECT last_seen_at FROM platform.components \
+             WHERE tenant_id = $1 AND component_id = 'agent-1'",
+        )
+        .bind(tenant)
+        .fetch_one(gw.pool())
+        .await
+        .unwrap();
+        if seen.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll was not recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Another gateway starting (a restart, or a new replica) builds the
+    // agent's sweep before the agent asks it.
+    let replica = gw.start_replica().await;
+    let warmed = refreshed_sweep(
+        &replica.state().sweep_cache,
+        tenant,
+        "",
+        "the starting gateway did not build the recently seen agent's sweep",
+    )
+    .await;
+    assert_eq!(warmed.version, polled.config_version);
+    assert_eq!(warmed.stats.targets, 25);
+    // And serves it: same version, not modified.
+    let mut via_replica = gw.replica_client(&replica, &dir);
+    let answer = via_replica
+        .get_config(ask_agent_1(&polled.config_version))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.not_modified);
+    replica.shutdown().await.unwrap();
+    gw.stop().await;
+}
