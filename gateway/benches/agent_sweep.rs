@@ -208,7 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut tx = pool.begin().await?;
             sqlx::query(&format!(
                 "UPDATE \"{schema}\".ocsf_devices \
-                 SET hostname = 'host-' || $1 || '-' || uid, \
+                 SET hostname = 'host-r' || $1, \
                      change_stamp = nextval('\"{schema}\".device_change_seq') \
                  WHERE uid IN (SELECT uid FROM \"{schema}\".ocsf_devices ORDER BY uid \
                                OFFSET ($1 * $2) % $3 LIMIT $2)"
