@@ -3,7 +3,9 @@
 //! The first call in a process runs `cargo build --release --target
 //! wasm32-wasip2` in `plugins/` with its own target directory; cargo skips
 //! crates that have not changed, so a warm call costs well under a second.
-//! Later calls in the same process reuse the result.
+//! Later calls in the same process reuse the result. When rustup manages
+//! the toolchain and lacks the `wasm32-wasip2` target, it is added first, so
+//! tests and benches work on a fresh machine as the scripts do.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,8 +38,40 @@ pub fn component(name: &str) -> Result<PathBuf> {
     bail!("component {name} was not built; is it a member of plugins/Cargo.toml (cdylib or bin)?")
 }
 
+/// Adds the `wasm32-wasip2` target with rustup when it is missing. Without
+/// rustup this does nothing; the build then fails naming the target.
+fn ensure_wasm_target(plugins: &Path) -> Result<()> {
+    let Ok(installed) = Command::new("rustup")
+        .current_dir(plugins)
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return Ok(());
+    };
+    if !installed.status.success()
+        || String::from_utf8_lossy(&installed.stdout)
+            .lines()
+            .any(|line| line.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    let added = Command::new("rustup")
+        .current_dir(plugins)
+        .args(["target", "add", "wasm32-wasip2"])
+        .output()
+        .context("running rustup target add wasm32-wasip2")?;
+    if !added.status.success() {
+        bail!(
+            "adding the wasm32-wasip2 target failed; run `rustup target add wasm32-wasip2`:\n{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    Ok(())
+}
+
 fn build() -> Result<PathBuf> {
     let plugins = crate::repo_root().join("plugins");
+    ensure_wasm_target(&plugins)?;
     let target_dir = plugins.join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(&cargo)
