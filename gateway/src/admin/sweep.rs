@@ -39,6 +39,6 @@ pub async fn preview(
         "config_version": sweep.version,
         "built_at": sweep.built_at,
         "stats": sweep.stats,
-        "sweep": sweep.document,
+        "sweep": &*sweep.document,
     })))
 }

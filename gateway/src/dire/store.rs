@@ -458,7 +458,8 @@ fn stored_device(row: &PgRow) -> Result<StoredDevice, sqlx::Error> {
 
 /// Applies a plan with bulk statements (see the module docs for the order).
 /// Every device row it writes gets `stamp`, the transaction's change stamp
-/// (see the tenant migration `0003`), and so do the devices in
+/// (see the tenant migration `0003`), unless the write leaves what a sweep
+/// reads of it unchanged (a new `last_seen_time`, say); so do the devices in
 /// [`Plan::reassigned_devices`].
 pub async fn apply_plan(
     conn: &mut PgConnection,
@@ -767,7 +768,14 @@ async fn write_devices(
              last_seen_time = EXCLUDED.last_seen_time, \
              deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL \
                                ELSE COALESCE(d.deleted_at, EXCLUDED.deleted_at) END, \
-             modified_time = now(), change_stamp = EXCLUDED.change_stamp \
+             modified_time = now(), \
+             change_stamp = CASE WHEN (d.ip, d.hostname, d.partition, d.agent_id, \
+                                       d.discovery_sources, d.metadata, d.deleted_at IS NULL) \
+                                      IS DISTINCT FROM \
+                                      (EXCLUDED.ip, EXCLUDED.hostname, EXCLUDED.partition, \
+                                       EXCLUDED.agent_id, EXCLUDED.discovery_sources, \
+                                       EXCLUDED.metadata, EXCLUDED.deleted_at IS NULL) \
+                                 THEN EXCLUDED.change_stamp ELSE d.change_stamp END \
          WHERE (d.ip, d.mac, d.hostname, d.device_type, d.vendor_name, d.model, d.os_name, \
                 d.serial_number, d.agent_id, d.gateway_id, d.is_available, d.confidence, \
                 d.discovery_sources, d.metadata, d.first_seen_time, d.last_seen_time, \

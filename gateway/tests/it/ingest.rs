@@ -649,6 +649,40 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
         "an unchanged re-sync rebuilt the sweep"
     );
 
+    // Re-observed a day later: the devices' last-seen times change, nothing
+    // a sweep reads does. The sweep is stale (the commit changed devices)
+    // but its document is reused, not regenerated.
+    let later: Vec<Value> = rounds[3]
+        .1
+        .iter()
+        .map(|update| {
+            let mut update = update.clone();
+            update["timestamp"] = json!("2025-01-02T00:00:00Z");
+            update
+        })
+        .collect();
+    stream(&gw, &later).await;
+    let reobserved = sweep("agent-1").await;
+    assert!(
+        !Arc::ptr_eq(&reobserved, &after),
+        "the commit left the sweep fresh"
+    );
+    assert_eq!(reobserved.version, after.version);
+    assert!(
+        Arc::ptr_eq(&reobserved.document, &after.document),
+        "only last-seen times changed, yet the sweep was regenerated"
+    );
+    let scratch = sr_gateway::sweep_delivery::agent_sweep(
+        gw.pool(),
+        &SweepCache::default(),
+        tenant,
+        "agent-1",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reobserved.document, scratch.document);
+
     // A source edit reloads everything.
     let (status, body) = gw
         .admin(
