@@ -624,8 +624,7 @@ async fn current_sweep(
 }
 
 /// Generates the sweep and encodes its response body; also returns how
-/// long generating took.
-/// Devices of the sources in `broken` (unusable sweep settings) are left
+/// long generating took. Devices of the sources in `broken` (unusable sweep settings) are left
 /// out: never sweep devices without their source's blacklist.
 fn build(
     devices: &[SweepDevice],
