@@ -96,6 +96,22 @@ async fn full_call(
     Ok(elapsed)
 }
 
+/// Commits `statement` (on the tenant's devices) and bumps the tenant's data
+/// generation in the same transaction, as an ingest commit does.
+async fn commit_device_change(
+    pool: &sqlx::PgPool,
+    tenant_id: uuid::Uuid,
+    statement: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(statement).execute(&mut *tx).await?;
+    sqlx::query("UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sr_gateway::install_crypto_provider();
@@ -205,30 +221,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut commits = 0i64;
     let mut commit = || {
         commits += 1;
-        let (pool, schema, tenant_id, round) =
-            (state.pool.clone(), schema.clone(), tenant.id, commits);
-        async move {
-            let mut tx = pool.begin().await?;
-            sqlx::query(&format!(
-                "UPDATE \"{schema}\".ocsf_devices \
-                 SET hostname = 'host-r' || $1, \
-                     change_stamp = nextval('\"{schema}\".device_change_seq') \
-                 WHERE uid IN (SELECT uid FROM \"{schema}\".ocsf_devices ORDER BY uid \
-                               OFFSET ($1 * $2) % $3 LIMIT $2)"
-            ))
-            .bind(round)
-            .bind(CHANGED_DEVICES)
-            .bind(TARGETS - CHANGED_DEVICES)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1",
-            )
-            .bind(tenant_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
+        let offset = (commits * CHANGED_DEVICES) % (TARGETS - CHANGED_DEVICES);
+        let statement = format!(
+            "UPDATE \"{schema}\".ocsf_devices \
+             SET hostname = 'host-r{commits}', \
+                 change_stamp = nextval('\"{schema}\".device_change_seq') \
+             WHERE uid IN (SELECT uid FROM \"{schema}\".ocsf_devices ORDER BY uid \
+                           OFFSET {offset} LIMIT {CHANGED_DEVICES})"
+        );
+        let (pool, tenant_id) = (state.pool.clone(), tenant.id);
+        async move { commit_device_change(&pool, tenant_id, &statement).await }
     };
     let mut racing = Vec::with_capacity(CHANGED_CALLS);
     for _ in 0..CHANGED_CALLS {
@@ -248,19 +250,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // does, so the rebuild reuses the sweep.
     let mut reobserved = Vec::with_capacity(CHANGED_CALLS);
     for _ in 0..CHANGED_CALLS {
-        let mut tx = state.pool.begin().await?;
-        sqlx::query(&format!(
-            "UPDATE \"{schema}\".ocsf_devices SET last_seen_time = last_seen_time + interval '1 day'"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE platform.tenants SET data_generation = data_generation + 1 WHERE id = $1",
+        commit_device_change(
+            &state.pool,
+            tenant.id,
+            &format!(
+                "UPDATE \"{schema}\".ocsf_devices \
+                 SET last_seen_time = last_seen_time + interval '1 day'"
+            ),
         )
-        .bind(tenant.id)
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         let expected = current.clone();
         reobserved.push(full_call(&mut client, &mut current, Some(&expected)).await?);
         // Syncs are minutes apart and autovacuum runs between them; back to

@@ -459,6 +459,26 @@ fn package_context(id: Uuid) -> String {
     format!("onboarding_package:{id}")
 }
 
+/// Records that an enrolled edge component was seen at `at` (its Hello, an
+/// agent's poll). `last_seen_at` never moves back.
+pub async fn record_component_seen(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    component_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE platform.components SET last_seen_at = GREATEST(last_seen_at, $3) \
+         WHERE tenant_id = $1 AND component_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(component_id)
+    .bind(at)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

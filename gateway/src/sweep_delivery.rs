@@ -69,6 +69,23 @@ pub struct AgentSweep {
     sources_generation: i64,
 }
 
+impl AgentSweep {
+    /// The same sweep (its body and document shared, not copied), fresh for
+    /// `(data_generation, sources_generation)`.
+    fn fresh_for(&self, (data_generation, sources_generation): (i64, i64)) -> Self {
+        Self {
+            version: self.version.clone(),
+            built_at: self.built_at,
+            body: self.body.clone(),
+            document: self.document.clone(),
+            stats: self.stats.clone(),
+            full_reload: false,
+            data_generation,
+            sources_generation,
+        }
+    }
+}
+
 /// Built sweeps by (tenant, agent id), and the background refreshes after
 /// ingest commits.
 #[derive(Debug)]
@@ -80,8 +97,6 @@ pub struct SweepCache {
     idle_limit: std::time::Duration,
     /// This gateway process among the replicas sharing the database.
     replica: Uuid,
-    /// When each agent's poll was last recorded in `platform.components`.
-    polls_recorded: Mutex<HashMap<(Uuid, String), std::time::Instant>>,
 }
 
 impl Default for SweepCache {
@@ -91,7 +106,6 @@ impl Default for SweepCache {
             refreshes: Mutex::default(),
             idle_limit: IDLE_AGENT,
             replica: Uuid::new_v4(),
-            polls_recorded: Mutex::default(),
         }
     }
 }
@@ -104,6 +118,8 @@ struct Slot {
     current: tokio::sync::Mutex<SlotState>,
     /// When the agent (or an operator's preview) last asked for it.
     asked: Mutex<std::time::Instant>,
+    /// When the agent's poll was last recorded in `platform.components`.
+    poll_recorded: Mutex<Option<std::time::Instant>>,
 }
 
 /// What a slot holds between rebuilds.
@@ -128,8 +144,6 @@ struct AgentDevices {
     /// through a source depends on its agent, so a source change reloads
     /// everything.
     sources_generation: i64,
-    /// Whether the last reload changed any device.
-    changed: bool,
     /// The sources' settings (and the unusable ones) of the last build.
     built_from: Option<(Vec<SweepSource>, Vec<String>)>,
 }
@@ -144,7 +158,6 @@ impl AgentDevices {
 
     /// Adds or replaces a device.
     fn put(&mut self, device: SweepDevice) {
-        self.changed = true;
         match self.index.get(&device.device_id) {
             Some(&at) => self.devices[at] = device,
             None => {
@@ -155,16 +168,16 @@ impl AgentDevices {
         }
     }
 
-    /// Removes a device if present.
-    fn remove(&mut self, device_id: &str) {
+    /// Removes a device; false when it was not there.
+    fn remove(&mut self, device_id: &str) -> bool {
         let Some(at) = self.index.remove(device_id) else {
-            return;
+            return false;
         };
-        self.changed = true;
         self.devices.swap_remove(at);
         if let Some(moved) = self.devices.get(at) {
             self.index.insert(moved.device_id.clone(), at);
         }
+        true
     }
 }
 
@@ -192,6 +205,7 @@ impl SweepCache {
                 Arc::new(Slot {
                     current: tokio::sync::Mutex::default(),
                     asked: Mutex::new(std::time::Instant::now()),
+                    poll_recorded: Mutex::default(),
                 })
             })
             .clone()
@@ -407,32 +421,22 @@ async fn refresh_tenant(pool: &PgPool, cache: &SweepCache, tenant_id: Uuid, now:
 /// after a restart builds the sweeps of the agents seen within
 /// [`IDLE_AGENT`]. A failed write is logged; the next poll tries again.
 pub fn record_agent_poll(state: &Arc<AppState>, tenant_id: Uuid, agent_id: &str) {
-    let key = (tenant_id, agent_id.to_string());
+    let slot = state.sweep_cache.slot(tenant_id, agent_id);
     {
-        let mut recorded = lock(&state.sweep_cache.polls_recorded);
-        if recorded
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < POLL_RECORD_SPACING)
-        {
+        let mut recorded = lock(&slot.poll_recorded);
+        if recorded.is_some_and(|at| at.elapsed() < POLL_RECORD_SPACING) {
             return;
         }
-        recorded.insert(key.clone(), std::time::Instant::now());
+        *recorded = Some(std::time::Instant::now());
     }
-    let (state, now) = (state.clone(), state.clock.now());
+    let (state, now, agent_id) = (state.clone(), state.clock.now(), agent_id.to_string());
     tokio::spawn(async move {
-        let written = sqlx::query(
-            "UPDATE platform.components SET last_seen_at = GREATEST(last_seen_at, $3) \
-             WHERE tenant_id = $1 AND component_id = $2",
-        )
-        .bind(key.0)
-        .bind(&key.1)
-        .bind(now)
-        .execute(&state.pool)
-        .await;
+        let written =
+            crate::onboarding::record_component_seen(&state.pool, tenant_id, &agent_id, now).await;
         if let Err(error) = written {
-            tracing::warn!(tenant_id = %key.0, agent_id = %key.1, %error,
+            tracing::warn!(tenant_id = %tenant_id, agent_id, %error,
                 "recording the agent's poll failed; its next poll tries again");
-            lock(&state.sweep_cache.polls_recorded).remove(&key);
+            *lock(&slot.poll_recorded) = None;
         }
     });
 }
@@ -568,7 +572,7 @@ async fn current_sweep(
         .take()
         .filter(|held| held.sources_generation == tenant.sources_generation);
     let full_reload = held.is_none();
-    let (devices, (sources, broken)) = tokio::try_join!(
+    let ((devices, changed), (sources, broken)) = tokio::try_join!(
         load_devices(pool, tenant, agent_id, held),
         load_sources(pool, tenant)
     )?;
@@ -577,24 +581,14 @@ async fn current_sweep(
     // The same devices and settings make the same sweep: only the
     // generations it is fresh for move (a commit that changed nothing a
     // sweep reads, such as last-seen times, or only other agents' devices).
-    if !full_reload
-        && !devices.changed
+    if !changed
         && devices
             .built_from
             .as_ref()
             .is_some_and(|(s, b)| *s == sources && *b == broken)
         && let Some(previous) = current.sweep.as_ref()
     {
-        let sweep = Arc::new(AgentSweep {
-            version: previous.version.clone(),
-            built_at: previous.built_at,
-            body: previous.body.clone(),
-            document: previous.document.clone(),
-            stats: previous.stats.clone(),
-            full_reload: false,
-            data_generation: generations.0,
-            sources_generation: generations.1,
-        });
+        let sweep = Arc::new(previous.fresh_for(generations));
         tracing::debug!(tenant = %slug, agent_id, load_ms = loaded.as_millis() as u64,
             "sweep config unchanged by the devices changed since");
         current.sweep = Some(sweep.clone());
@@ -605,9 +599,14 @@ async fn current_sweep(
     // milliseconds: off the async workers, so other calls keep flowing.
     let (sweep, generate_time, devices) = tokio::task::spawn_blocking(move || {
         let mut devices = devices;
-        let (mut sweep, generate_time) =
-            build(&devices.devices, &broken, &sources, now, generations);
-        sweep.full_reload = full_reload;
+        let (sweep, generate_time) = build(
+            &devices.devices,
+            &broken,
+            &sources,
+            now,
+            generations,
+            full_reload,
+        );
         devices.built_from = Some((sources, broken));
         (sweep, generate_time, devices)
     })
@@ -632,6 +631,7 @@ fn build(
     sources: &[SweepSource],
     built_at: DateTime<Utc>,
     (data_generation, sources_generation): (i64, i64),
+    full_reload: bool,
 ) -> (AgentSweep, std::time::Duration) {
     let started = std::time::Instant::now();
     let usable: Vec<SweepDevice>;
@@ -658,7 +658,7 @@ fn build(
         body: EncodedBody::with_encoded_sweep(&config_json, &generated.document.encode_proto()),
         document: Arc::new(generated.document),
         stats: generated.stats,
-        full_reload: true,
+        full_reload,
         data_generation,
         sources_generation,
     };
@@ -700,13 +700,14 @@ enum Lookup {
 }
 
 /// The agent's devices: `held` brought up to date by reloading the devices
-/// changed since its stamp, or every assigned device when `held` is `None`.
+/// changed since its stamp, or every assigned device when `held` is `None`;
+/// and whether they differ from `held` (always true for a full load).
 async fn load_devices(
     pool: &PgPool,
     tenant: &TenantRow,
     agent_id: &str,
     held: Option<AgentDevices>,
-) -> Result<AgentDevices, SweepDeliveryError> {
+) -> Result<(AgentDevices, bool), SweepDeliveryError> {
     let schema = crate::db::quoted_schema(&tenant.schema)
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     // Rows are decoded as they arrive, while PostgreSQL still sends the
@@ -738,7 +739,7 @@ async fn load_devices(
             all.stamp = all.stamp.max(row.try_get(6)?);
             all.put(device(&row)?);
         }
-        return Ok(all);
+        return Ok((all, true));
     };
     // Every device changed since, assigned or not: one that is no longer
     // assigned leaves the sweep. Its columns are only sent when assigned
@@ -757,18 +758,18 @@ async fn load_devices(
         .bind(tenant.id)
         .bind(held.stamp)
         .fetch(pool);
-    let mut stamp = held.stamp;
-    held.changed = false;
+    let (mut stamp, mut changed) = (held.stamp, false);
     while let Some(row) = rows.try_next().await? {
         stamp = stamp.max(row.try_get(6)?);
         if row.try_get::<Option<Vec<String>>, _>(4)?.is_some() {
             held.put(device(&row)?);
+            changed = true;
         } else {
-            held.remove(row.try_get(0)?);
+            changed |= held.remove(row.try_get(0)?);
         }
     }
     held.stamp = stamp;
-    Ok(held)
+    Ok((held, changed))
 }
 
 /// The tenant's enabled sources' sweep settings, and the ids of those whose

@@ -171,7 +171,7 @@ pub struct Plan {
     pub replan: Vec<usize>,
     /// Existing devices that gain or lose a staging row (and so perhaps
     /// their agent) without the plan writing their row: the store stamps
-    /// them as changed. Set by the store from [`Plan::reassigned`].
+    /// them as changed. Set by the planner from [`Plan::reassigned`].
     pub reassigned_devices: Vec<String>,
 }
 

@@ -954,6 +954,8 @@ impl<'a> State<'a> {
         plan.blocked_merges = self.blocked;
         plan.resolutions = resolutions;
         plan.stats = self.stats;
+        plan.reassigned_devices = plan.reassigned(self.snapshot);
+        plan.stats.reassigned_devices = plan.reassigned_devices.len() as u64;
         plan
     }
 }

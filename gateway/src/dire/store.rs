@@ -245,7 +245,7 @@ pub async fn plan_batch(
         fetch_identity(conn, schema, &request, &mut snapshot).await?;
     }
     loop {
-        let mut plan = plan_observations(observations, &applied, &snapshot, options);
+        let plan = plan_observations(observations, &applied, &snapshot, options);
         if plan.replan.is_empty() {
             if let Some(identifier) = plan.dangling_identifier(&snapshot) {
                 return Err(DireError::DanglingIdentifier {
@@ -254,8 +254,6 @@ pub async fn plan_batch(
                     device_id: identifier.device_id.clone(),
                 });
             }
-            plan.reassigned_devices = plan.reassigned(&snapshot);
-            plan.stats.reassigned_devices = plan.reassigned_devices.len() as u64;
             return Ok(plan);
         }
         for index in &plan.replan {

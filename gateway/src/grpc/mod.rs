@@ -190,13 +190,12 @@ impl AgentGatewayService for GatewayService {
             }
             _ => {
                 if !peer.is_platform {
-                    sqlx::query(
-                        "UPDATE platform.components SET last_seen_at = $3 WHERE tenant_id = $1 AND component_id = $2",
+                    crate::onboarding::record_component_seen(
+                        &self.state.pool,
+                        peer.tenant_id,
+                        &peer.component_id,
+                        now,
                     )
-                    .bind(peer.tenant_id)
-                    .bind(&peer.component_id)
-                    .bind(now)
-                    .execute(&self.state.pool)
                     .await
                     .map_err(|e| auth::internal("recording agent hello", &e))?;
                 }

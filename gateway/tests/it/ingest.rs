@@ -22,6 +22,14 @@ async fn tenant_with_source(gw: &TestGateway, slug: &str) -> (Uuid, Uuid) {
 /// A tenant with the integration source `body`: (tenant id, source id).
 async fn tenant_with(gw: &TestGateway, slug: &str, body: Value) -> (Uuid, Uuid) {
     let tenant = gw.create_tenant(slug).await;
+    (
+        Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap(),
+        create_source(gw, slug, body).await,
+    )
+}
+
+/// Adds the integration source `body` to tenant `slug`; returns its id.
+async fn create_source(gw: &TestGateway, slug: &str, body: Value) -> Uuid {
     let (status, source) = gw
         .admin(
             Method::POST,
@@ -30,10 +38,7 @@ async fn tenant_with(gw: &TestGateway, slug: &str, body: Value) -> (Uuid, Uuid) 
         )
         .await;
     assert!(status.is_success(), "{source}");
-    (
-        Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap(),
-        Uuid::parse_str(source["id"].as_str().unwrap()).unwrap(),
-    )
+    Uuid::parse_str(source["id"].as_str().unwrap()).unwrap()
 }
 
 fn update(i: u32, tenant: Uuid, source: Uuid) -> Value {
@@ -349,13 +354,7 @@ async fn tenant_with_agent_source(gw: &TestGateway) -> (Uuid, Uuid) {
 /// Streams `count` devices of `source` through the platform sync.
 async fn sync_devices(gw: &TestGateway, tenant: Uuid, source: Uuid, count: u32) {
     let updates: Vec<Value> = (0..count).map(|i| update(i, tenant, source)).collect();
-    let mut sync = gw.platform_sync_client();
-    send(
-        &mut sync,
-        vec![chunk("platform-sync", 0, 1, payload(&updates))],
-    )
-    .await
-    .unwrap();
+    stream(gw, &updates).await;
 }
 
 /// `agent-1`'s GetConfig, with the version it has.
@@ -524,6 +523,18 @@ fn changed_update(i: u32, tenant: Uuid, source: Uuid, changes: Value) -> Value {
     base
 }
 
+/// `agent`'s sweep in `tenant` as `cache` serves it (built if stale).
+async fn sweep_of(
+    gw: &TestGateway,
+    cache: &SweepCache,
+    tenant: Uuid,
+    agent: &str,
+) -> Arc<AgentSweep> {
+    sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, agent, chrono::Utc::now())
+        .await
+        .unwrap()
+}
+
 /// Streams `updates` through the platform sync.
 async fn stream(gw: &TestGateway, updates: &[Value]) {
     let mut sync = gw.platform_sync_client();
@@ -541,17 +552,8 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
     let (tenant, source_a) = tenant_with_agent_source(&gw).await;
     let mut body = faker_source("faker-b");
     body["agent_id"] = json!("agent-2");
-    let (status, created) = gw
-        .admin(
-            Method::POST,
-            "/api/v1/tenants/acme/integration-sources",
-            Some(body),
-        )
-        .await;
-    assert!(status.is_success(), "{created}");
-    let source_b = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let source_b = create_source(&gw, "acme", body).await;
     let cache = &gw.state().sweep_cache;
-    let now = chrono::Utc::now();
     let agents = ["agent-1", "agent-2"];
 
     let a = |i: u32| update(i, tenant, source_a);
@@ -593,19 +595,8 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
     for (round, (what, updates)) in rounds.iter().enumerate() {
         stream(&gw, updates).await;
         for agent in agents {
-            let rebuilt =
-                sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, agent, now)
-                    .await
-                    .unwrap();
-            let scratch = sr_gateway::sweep_delivery::agent_sweep(
-                gw.pool(),
-                &SweepCache::default(),
-                tenant,
-                agent,
-                now,
-            )
-            .await
-            .unwrap();
+            let rebuilt = sweep_of(&gw, cache, tenant, agent).await;
+            let scratch = sweep_of(&gw, &SweepCache::default(), tenant, agent).await;
             assert_eq!(
                 rebuilt.document, scratch.document,
                 "{agent} after round {round} ({what})"
@@ -619,31 +610,24 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
             );
         }
     }
-    let pool = gw.pool();
-    // agent-1: its source's 45 devices and the other source's device with
-    // agent-1 as its own agent.
-    let sweep = |agent| async move {
-        sr_gateway::sweep_delivery::agent_sweep(pool, cache, tenant, agent, now)
-            .await
-            .unwrap()
-    };
     // agent-1: its source's 45 devices and the other source's device that
     // names agent-1 as its own agent; three of them lost their IP to the
     // other source's devices reported at the same IP (one active device
     // per IP), so they are not swept.
-    let agent_1 = sweep("agent-1").await;
+    let agent_1 = sweep_of(&gw, cache, tenant, "agent-1").await;
     assert_eq!((agent_1.stats.devices, agent_1.stats.targets), (46, 43));
     assert_eq!(agent_1.stats.missing_ip, 3);
     // agent-2: the other source's 11 + 3 devices, and the 5 devices of
     // agent-1's source that name agent-2 as their own agent.
-    assert_eq!(sweep("agent-2").await.stats.targets, 19);
+    assert_eq!(
+        sweep_of(&gw, cache, tenant, "agent-2").await.stats.targets,
+        19
+    );
 
     // An unchanged re-sync changes no device: the very same sweep is served.
     let before = cache.cached(tenant, "agent-1").unwrap();
     stream(&gw, &rounds[3].1).await;
-    let after = sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, "agent-1", now)
-        .await
-        .unwrap();
+    let after = sweep_of(&gw, cache, tenant, "agent-1").await;
     assert!(
         Arc::ptr_eq(&before, &after),
         "an unchanged re-sync rebuilt the sweep"
@@ -662,7 +646,7 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
         })
         .collect();
     stream(&gw, &later).await;
-    let reobserved = sweep("agent-1").await;
+    let reobserved = sweep_of(&gw, cache, tenant, "agent-1").await;
     assert!(
         !Arc::ptr_eq(&reobserved, &after),
         "the commit left the sweep fresh"
@@ -672,15 +656,7 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
         Arc::ptr_eq(&reobserved.document, &after.document),
         "only last-seen times changed, yet the sweep was regenerated"
     );
-    let scratch = sr_gateway::sweep_delivery::agent_sweep(
-        gw.pool(),
-        &SweepCache::default(),
-        tenant,
-        "agent-1",
-        now,
-    )
-    .await
-    .unwrap();
+    let scratch = sweep_of(&gw, &SweepCache::default(), tenant, "agent-1").await;
     assert_eq!(reobserved.document, scratch.document);
 
     // A source edit reloads everything.
@@ -692,9 +668,7 @@ async fn sweeps_rebuilt_from_changed_devices_equal_sweeps_built_from_scratch() {
         )
         .await;
     assert!(status.is_success(), "{body}");
-    let edited = sr_gateway::sweep_delivery::agent_sweep(gw.pool(), cache, tenant, "agent-1", now)
-        .await
-        .unwrap();
+    let edited = sweep_of(&gw, cache, tenant, "agent-1").await;
     assert!(edited.full_reload);
     assert!(edited.stats.blacklisted > 0);
     gw.stop().await;
