@@ -49,7 +49,11 @@ fn build() -> Result<PathBuf> {
         .current_dir(crate::repo_root())
         .args(["build", "--workspace", "--bins", "--quiet"]);
     if profile.file_name().is_some_and(|n| n == "release") {
-        command.arg("--release");
+        // `<target>/release` holds bench builds: build the binaries with the
+        // bench profile too. Cargo fingerprints units by profile name, so
+        // `--release` here would rebuild every shared dependency on each
+        // bench run, and the bench's own build would rebuild them back.
+        command.args(["--profile", "bench"]);
     }
     let output = command
         .arg("--target-dir")

@@ -7,7 +7,8 @@
 //! rows DIRE wrote into the same tables of a fresh tenant schema, the
 //! physical limit.
 //!
-//! Run: `cargo bench -p sr-e2e --bench pipeline [-- 100000 1000000]`.
+//! Run: `cargo bench -p sr-e2e --bench pipeline [-- 100000 1000000]`;
+//! `PIPELINE_GATEWAY_LOG=<file>` keeps the gateway's info log.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -180,13 +181,20 @@ async fn start_gateway(db: &TestDb, state: &std::path::Path) -> Gateway {
             &format!("admin = \"127.0.0.1:{admin}\""),
         );
     std::fs::write(&config, text).unwrap();
+    // `PIPELINE_GATEWAY_LOG=<file>` keeps the gateway's info log (each
+    // stream's DIRE and commit times) for a closer look.
+    let log = std::env::var_os("PIPELINE_GATEWAY_LOG");
+    let stderr = match &log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("gateway log file")),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(&bin)
         .arg("serve")
         .arg("--config")
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("serve");
     let _ = rustls::crypto::ring::default_provider().install_default();
