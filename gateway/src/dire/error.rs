@@ -51,6 +51,9 @@ pub enum DireError {
         /// The device it would point at.
         device_id: String,
     },
+    /// The planner thread of a stream failed or lost its connection.
+    #[error("DIRE's planner stopped (roll the transaction back; the stream can be retried): {0}")]
+    Planner(String),
     /// The merge audit row does not exist.
     #[error("merge audit row {id} does not exist in this tenant")]
     AuditNotFound {

@@ -21,8 +21,11 @@
 //! - [`schema`]: validated tenant schema names; [`error`]: [`DireError`].
 //!
 //! I/O: [`store`] loads what a batch needs in a constant number of round
-//! trips, applies plans with bulk `UNNEST` statements, and offers
-//! [`reconcile`] and [`unmerge`].
+//! trips, applies plans with bulk `UNNEST` statements and COPY, and offers
+//! [`unmerge`]; [`reconcile`](mod@reconcile) runs a stream's batches with the
+//! planning of one overlapping the apply of the one before, keeping an early
+//! load only when [`plan_writes`] shows the previous plan wrote nothing it
+//! read.
 //!
 //! Public API for the ingest layer: [`TenantSchema`] (`for_tenant`,
 //! `parse`), [`reconcile`] with [`ReconcileOptions`], returning
@@ -40,7 +43,7 @@
 //! let schema = TenantSchema::for_tenant(tenant);
 //! let mut conn = pool.acquire().await?;
 //! let mut tx = conn.begin().await?;
-//! let stats = reconcile(&mut tx, &schema, &updates, &ReconcileOptions::default()).await?;
+//! let stats = reconcile(&mut tx, &schema, updates.into(), &ReconcileOptions::default()).await?;
 //! tx.commit().await?; // acknowledge the stream only now
 //! # let _ = stats; Ok(()) }
 //! ```
@@ -58,7 +61,9 @@ pub mod identifiers;
 pub mod merge_rules;
 pub mod observation;
 pub mod plan;
+pub mod plan_writes;
 pub mod planner;
+pub mod reconcile;
 pub mod schema;
 pub mod snapshot;
 pub mod stats;
@@ -67,7 +72,8 @@ pub mod store;
 pub use error::DireError;
 pub use plan::Plan;
 pub use planner::{PlanOptions, plan};
+pub use reconcile::reconcile;
 pub use schema::TenantSchema;
 pub use snapshot::Snapshot;
 pub use stats::{BatchStats, SkipReason};
-pub use store::{ReconcileOptions, UnmergeReport, apply_plan, load_snapshot, reconcile, unmerge};
+pub use store::{ReconcileOptions, UnmergeReport, apply_plan, load_snapshot, unmerge};

@@ -45,6 +45,7 @@ use sr_proto::DeviceUpdate;
 
 use super::canonical_id;
 use super::device_record::DeviceRecord;
+use super::error::DireError;
 use super::identifiers::{self, Confidence, Identifier, IdentifierType};
 use super::merge_rules::{self, BlockReason, MergeDecision};
 use super::observation::{Claim, Observation, StagingKey, observe};
@@ -52,7 +53,7 @@ use super::plan::{
     BlockedMerge, DeviceUpsert, IdentifierUpsert, IpMove, IpRelease, MergeRecord, Plan, Resolution,
     StagedDevice,
 };
-use super::snapshot::{IdentifierKey, Snapshot};
+use super::snapshot::{IdentifierKey, Snapshot, SnapshotRequest};
 use super::stats::{BatchStats, SkipReason};
 
 /// Merge chains longer than this are treated as ending here (they cannot
@@ -90,6 +91,45 @@ pub fn plan(updates: &[DeviceUpdate], snapshot: &Snapshot, options: &PlanOptions
             applied[*index] = None;
         }
     }
+}
+
+/// The outcome of one planning pass over a loaded batch.
+#[derive(Debug)]
+pub enum PlanPass {
+    /// The batch's plan, ready to apply.
+    Done(Box<Plan>),
+    /// Updates skipped as already applied must be planned after all: load
+    /// these lookups into the snapshot and plan again.
+    Load(SnapshotRequest),
+}
+
+/// Plans a loaded batch once (see [`plan_observations`]). When skipped
+/// updates must be planned after all, clears them in `applied` and asks for
+/// their lookups. Refuses a plan with an identifier pointing at a device
+/// that neither is loaded nor created ([`Plan::dangling_identifier`]).
+pub fn plan_pass(
+    observations: &[Observation<'_>],
+    applied: &mut [Option<String>],
+    snapshot: &Snapshot,
+    options: &PlanOptions,
+) -> Result<PlanPass, DireError> {
+    let plan = plan_observations(observations, applied, snapshot, options);
+    if plan.replan.is_empty() {
+        if let Some(identifier) = plan.dangling_identifier(snapshot) {
+            return Err(DireError::DanglingIdentifier {
+                kind: identifier.key.kind.to_string(),
+                value: identifier.key.value.clone(),
+                device_id: identifier.device_id.clone(),
+            });
+        }
+        return Ok(PlanPass::Done(Box::new(plan)));
+    }
+    for index in &plan.replan {
+        applied[*index] = None;
+    }
+    Ok(PlanPass::Load(SnapshotRequest::for_updates(
+        plan.replan.iter().map(|i| &observations[*i]),
+    )))
 }
 
 /// For each update, the device it was already applied to when DIRE may

@@ -162,6 +162,13 @@ impl Snapshot {
         self.staged.get(&(source, source_device_id.to_string()))
     }
 
+    /// The devices the loaded staging rows point at.
+    pub fn staged_devices(&self) -> impl Iterator<Item = &str> {
+        self.staged
+            .values()
+            .filter_map(|state| state.device_id.as_deref())
+    }
+
     /// The device an update was already applied to: its staging row holds
     /// the update's fingerprint and points at an active device. Such an
     /// update is skipped (nothing it says is new).

@@ -30,7 +30,7 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, Row};
 use sr_proto::DeviceUpdate;
-use tracing::{debug, info};
+use tracing::info;
 use uuid::Uuid;
 
 use super::binary_copy::{CopyWriter, EncodeError};
@@ -39,12 +39,11 @@ use super::error::DireError;
 use super::identifiers::{Confidence, IdentifierType};
 use super::observation::{Observation, observe};
 use super::plan::{DeviceUpsert, IdentifierUpsert, Plan, StagedDevice};
-use super::planner::{PlanOptions, applied_updates, plan_observations};
+use super::planner::{PlanOptions, PlanPass, applied_updates, plan_pass};
 use super::schema::TenantSchema;
 use super::snapshot::{
     Snapshot, SnapshotRequest, StagedState, StagingRequest, StoredDevice, StoredIdentifier,
 };
-use super::stats::BatchStats;
 
 /// How `reconcile` works through a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +65,11 @@ impl Default for ReconcileOptions {
 }
 
 /// What [`lock_tenant`] hands back.
-struct TenantLock {
+pub(super) struct TenantLock {
     /// The caller's JIT setting, for [`restore_settings`].
-    jit: String,
+    pub(super) jit: String,
     /// This transaction's change stamp (see the tenant migration `0003`).
-    stamp: i64,
+    pub(super) stamp: i64,
 }
 
 /// Takes the tenant's transaction-scoped DIRE lock (released at commit or
@@ -79,7 +78,7 @@ struct TenantLock {
 /// compilation off for DIRE's statements: their cost estimates are high
 /// while their run time is short, and compiling each batch's statements
 /// costs more than it saves.
-async fn lock_tenant(
+pub(super) async fn lock_tenant(
     conn: &mut PgConnection,
     schema: &TenantSchema,
 ) -> Result<TenantLock, DireError> {
@@ -109,79 +108,13 @@ async fn lock_tenant(
 }
 
 /// Gives the caller's transaction its JIT setting back.
-async fn restore_settings(conn: &mut PgConnection, jit: &str) -> Result<(), DireError> {
+pub(super) async fn restore_settings(conn: &mut PgConnection, jit: &str) -> Result<(), DireError> {
     sqlx::query("SELECT set_config('jit', $1, true)")
         .bind(jit)
         .execute(&mut *conn)
         .await
         .map_err(DireError::db("restoring the transaction's settings"))?;
     Ok(())
-}
-
-/// Reconciles a stream's updates into a tenant schema.
-///
-/// `conn` must be inside a transaction the caller owns (one per stream;
-/// acknowledge the stream only after committing it). The first statement
-/// takes a transaction-scoped advisory lock for the tenant, so concurrent
-/// streams of one tenant serialise instead of racing on unique keys; each
-/// then sees what the previous one committed and the later observation wins
-/// field by field (the transaction must use READ COMMITTED, the default, for
-/// that: a later statement has to see what the previous holder of the lock
-/// committed). Updates are processed in batches of `options.batch_size`:
-/// load → plan → apply. Applying the same updates again gives the same rows
-/// (at-least-once delivery), and an unchanged re-sync writes nothing. JIT
-/// compilation is off while DIRE runs and restored afterwards. On error the
-/// transaction must be rolled back.
-pub async fn reconcile(
-    conn: &mut PgConnection,
-    schema: &TenantSchema,
-    updates: &[DeviceUpdate],
-    options: &ReconcileOptions,
-) -> Result<BatchStats, DireError> {
-    if options.batch_size == 0 {
-        return Err(DireError::InvalidBatchSize);
-    }
-    let waiting = std::time::Instant::now();
-    let lock = lock_tenant(conn, schema).await?;
-    // Streams of one tenant take turns; how long this one queued.
-    let lock_wait_ms = waiting.elapsed().as_millis() as u64;
-    let mut total = BatchStats::default();
-    let mut touched = HashSet::new();
-    for (batch, chunk) in updates.chunks(options.batch_size).enumerate() {
-        let observations: Vec<Observation<'_>> = chunk.iter().map(observe).collect();
-        let plan = plan_batch(conn, schema, &observations, &touched, &options.plan).await?;
-        apply_plan(conn, schema, &plan, lock.stamp).await?;
-        touched.extend(plan.touched_devices().map(str::to_string));
-        debug!(
-            tenant_schema = schema.name(),
-            batch,
-            updates = plan.stats.updates,
-            new_devices = plan.stats.new_devices,
-            updated_devices = plan.stats.updated_devices,
-            unchanged_devices = plan.stats.unchanged_devices,
-            merges = plan.stats.merges,
-            blocked_merges = plan.stats.blocked_merges,
-            ip_moves = plan.stats.ip_moves,
-            "DIRE batch applied"
-        );
-        total.merge(&plan.stats);
-    }
-    restore_settings(conn, &lock.jit).await?;
-    info!(
-        tenant_schema = schema.name(),
-        updates = total.updates,
-        new_devices = total.new_devices,
-        updated_devices = total.updated_devices,
-        unchanged_devices = total.unchanged_devices,
-        identifiers_written = total.identifiers_written,
-        merges = total.merges,
-        blocked_merges = total.blocked_merges,
-        ip_moves = total.ip_moves,
-        skipped = total.skipped_total(),
-        lock_wait_ms,
-        "DIRE reconciled stream"
-    );
-    Ok(total)
 }
 
 /// Loads everything a batch of updates can touch (the staging rows it names
@@ -245,22 +178,12 @@ pub async fn plan_batch(
         fetch_identity(conn, schema, &request, &mut snapshot).await?;
     }
     loop {
-        let plan = plan_observations(observations, &applied, &snapshot, options);
-        if plan.replan.is_empty() {
-            if let Some(identifier) = plan.dangling_identifier(&snapshot) {
-                return Err(DireError::DanglingIdentifier {
-                    kind: identifier.key.kind.to_string(),
-                    value: identifier.key.value.clone(),
-                    device_id: identifier.device_id.clone(),
-                });
+        match plan_pass(observations, &mut applied, &snapshot, options)? {
+            PlanPass::Done(plan) => return Ok(*plan),
+            PlanPass::Load(request) => {
+                fetch_identity(conn, schema, &request, &mut snapshot).await?;
             }
-            return Ok(plan);
         }
-        for index in &plan.replan {
-            applied[*index] = None;
-        }
-        let request = SnapshotRequest::for_updates(plan.replan.iter().map(|i| &observations[*i]));
-        fetch_identity(conn, schema, &request, &mut snapshot).await?;
     }
 }
 

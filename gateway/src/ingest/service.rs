@@ -142,7 +142,7 @@ impl DeviceIngest {
             .begin()
             .await
             .map_err(|e| storage_status("starting the transaction", e))?;
-        let stats = reconcile(&mut tx, &schema, &updates, &self.reconcile)
+        let stats = reconcile(&mut tx, &schema, updates.into(), &self.reconcile)
             .await
             .map_err(|e| storage_status("reconciling devices", e))?;
         let devices_changed = stats.new_devices
