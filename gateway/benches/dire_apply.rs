@@ -28,7 +28,9 @@ use sr_gateway::dire::canonical_id;
 use sr_gateway::dire::identifiers;
 use sr_gateway::dire::observation::{Observation, observe};
 use sr_gateway::dire::store::plan_batch;
-use sr_gateway::dire::{PlanOptions, ReconcileOptions, TenantSchema, apply_plan, reconcile};
+use sr_gateway::dire::{
+    PlanOptions, ReconcileOptions, TenantSchema, apply_plan, reconcile_with_reader,
+};
 use sr_proto::{DeviceUpdate, SyncMeta};
 use sr_testkit::pg::TestDb;
 use uuid::Uuid;
@@ -203,19 +205,27 @@ async fn raw_copy(db: &TestDb, rows: &CopyRows) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// One pass in one transaction, with a second connection for early loads as
+/// the ingest layer gives DIRE (`one_connection`: without).
 async fn timed_reconcile(
     db: &TestDb,
     schema: &TenantSchema,
     updates: &[DeviceUpdate],
     options: &ReconcileOptions,
+    one_connection: bool,
 ) -> Result<(Duration, sr_gateway::dire::BatchStats)> {
     let mut conn = PgConnection::connect(db.url()).await?;
+    let mut reader = if one_connection {
+        None
+    } else {
+        Some(PgConnection::connect(db.url()).await?)
+    };
     // The ingest layer hands over the stream it decoded; copying it is not
     // DIRE's work.
     let updates: std::sync::Arc<[DeviceUpdate]> = updates.into();
     let started = Instant::now();
     let mut tx = conn.begin().await?;
-    let stats = reconcile(&mut tx, schema, updates, options).await?;
+    let stats = reconcile_with_reader(&mut tx, reader.as_mut(), schema, updates, options).await?;
     tx.commit().await?;
     Ok((started.elapsed(), stats))
 }
@@ -294,7 +304,7 @@ async fn main() -> Result<()> {
     create_tenant_schema(&db, &schema).await?;
     println!("DIRE apply bench: {n} devices, batches of {batch_size}, one transaction per pass");
 
-    let (initial, stats) = timed_reconcile(&db, &schema, &updates, &options).await?;
+    let (initial, stats) = timed_reconcile(&db, &schema, &updates, &options, false).await?;
     anyhow::ensure!(stats.new_devices == n as u64, "initial sync: {stats:?}");
     println!(
         "  initial sync         {:>8.2} s  {:>9.0} devices/s",
@@ -302,7 +312,17 @@ async fn main() -> Result<()> {
         rate(n, initial)
     );
 
-    let (unchanged, stats) = timed_reconcile(&db, &schema, &updates, &options).await?;
+    // The same initial sync on the transaction's connection alone.
+    let alone = TenantSchema::for_tenant(Uuid::new_v4());
+    create_tenant_schema(&db, &alone).await?;
+    let (one_connection, _) = timed_reconcile(&db, &alone, &updates, &options, true).await?;
+    println!(
+        "  initial, 1 connection{:>8.2} s  {:>9.0} devices/s  (early loads on the writer)",
+        one_connection.as_secs_f64(),
+        rate(n, one_connection)
+    );
+
+    let (unchanged, stats) = timed_reconcile(&db, &schema, &updates, &options, false).await?;
     anyhow::ensure!(stats.unchanged_devices == n as u64, "re-sync: {stats:?}");
     println!(
         "  unchanged re-sync    {:>8.2} s  {:>9.0} devices/s  ({:.1}x faster than initial)",
@@ -311,7 +331,7 @@ async fn main() -> Result<()> {
         initial.as_secs_f64() / unchanged.as_secs_f64()
     );
 
-    let (moved, stats) = timed_reconcile(&db, &schema, &later, &options).await?;
+    let (moved, stats) = timed_reconcile(&db, &schema, &later, &options, false).await?;
     anyhow::ensure!(
         stats.updated_devices == n as u64,
         "moved re-sync: {stats:?}"
@@ -343,7 +363,7 @@ async fn main() -> Result<()> {
             "  phases, initial:   {}",
             phases(&db, &schema, &updates, batch_size).await?
         );
-        timed_reconcile(&db, &schema, &updates, &options).await?;
+        timed_reconcile(&db, &schema, &updates, &options, false).await?;
         println!(
             "  phases, unchanged: {}",
             phases(&db, &schema, &updates, batch_size).await?

@@ -72,7 +72,7 @@ pub mod store;
 pub use error::DireError;
 pub use plan::Plan;
 pub use planner::{PlanOptions, plan};
-pub use reconcile::reconcile;
+pub use reconcile::{reconcile, reconcile_with_reader};
 pub use schema::TenantSchema;
 pub use snapshot::Snapshot;
 pub use stats::{BatchStats, SkipReason};

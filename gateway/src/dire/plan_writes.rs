@@ -35,7 +35,12 @@ pub struct PlanWrites {
 impl PlanWrites {
     /// The keys `plan` writes.
     pub fn of(plan: &Plan) -> Self {
+        Self::of_with(plan, RandomState::new())
+    }
+
+    fn of_with(plan: &Plan, hasher: RandomState) -> Self {
         let mut writes = Self {
+            hasher,
             devices: plan
                 .touched_devices()
                 .chain(plan.reassigned_devices.iter().map(String::as_str))
@@ -65,6 +70,14 @@ impl PlanWrites {
         }
         writes.keys = keys;
         writes
+    }
+
+    /// Adds the keys `plan` writes (for a load that may have missed several
+    /// plans).
+    pub fn extend(&mut self, plan: &Plan) {
+        let more = Self::of_with(plan, self.hasher.clone());
+        self.devices.extend(more.devices);
+        self.keys.extend(more.keys);
     }
 
     fn identifier(&self, kind: &str, value: &str, partition: &str) -> u64 {

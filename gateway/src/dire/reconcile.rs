@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use sr_proto::DeviceUpdate;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
@@ -54,6 +54,22 @@ pub async fn reconcile(
     updates: Arc<[DeviceUpdate]>,
     options: &ReconcileOptions,
 ) -> Result<BatchStats, DireError> {
+    reconcile_with_reader(conn, None, schema, updates, options).await
+}
+
+/// [`reconcile`], with a second connection (`reader`, outside the caller's
+/// transaction) for early loads: a batch's load then also overlaps the apply
+/// of the batch before, and applying becomes the only work on `conn`. The
+/// reader sees only what is committed, so an early load is kept only when
+/// no plan of this stream so far wrote anything it read; the tenant lock
+/// keeps every other writer out meanwhile.
+pub async fn reconcile_with_reader(
+    conn: &mut PgConnection,
+    reader: Option<&mut PgConnection>,
+    schema: &TenantSchema,
+    updates: Arc<[DeviceUpdate]>,
+    options: &ReconcileOptions,
+) -> Result<BatchStats, DireError> {
     if options.batch_size == 0 {
         return Err(DireError::InvalidBatchSize);
     }
@@ -61,30 +77,47 @@ pub async fn reconcile(
     let lock = lock_tenant(conn, schema).await?;
     // Streams of one tenant take turns; how long this one queued.
     let lock_wait_ms = waiting.elapsed().as_millis() as u64;
+    let mut reader = match reader {
+        Some(reader) => Some(begin_reader(reader).await?),
+        None => None,
+    };
+    let reads_committed = reader.is_some();
 
     // Two statements queued: the planner is never more than one plan ahead.
-    let (store, mut statements) = mpsc::channel(2);
+    let (writer_requests, writer_statements) = mpsc::channel(2);
+    let (reader_requests, reader_statements) = mpsc::channel(2);
     let planner = {
         let (batch_size, plan_options) = (options.batch_size, options.plan.clone());
         let tenant_schema = schema.name().to_string();
+        let store = StoreClient {
+            writer: writer_requests,
+            reader: reads_committed.then_some(reader_requests),
+        };
         tokio::task::spawn_blocking(move || {
-            plan_stream(
-                &updates,
-                batch_size,
-                &plan_options,
-                &tenant_schema,
-                &StoreClient(store),
-            )
+            plan_stream(&updates, batch_size, &plan_options, &tenant_schema, &store)
         })
     };
-    let served = serve(conn, schema, lock.stamp, &mut statements).await;
-    // After a failed statement the planner's next request finds no server.
-    drop(statements);
+    let served = match reader.as_deref_mut() {
+        Some(reader) => {
+            let (written, read) = tokio::join!(
+                serve(conn, schema, lock.stamp, writer_statements),
+                serve(reader, schema, lock.stamp, reader_statements)
+            );
+            written.and(read)
+        }
+        None => serve(conn, schema, lock.stamp, writer_statements).await,
+    };
     let planned = planner
         .await
         .map_err(|e| DireError::Planner(e.to_string()))?;
     served?;
     let (total, reloads) = planned?;
+    if let Some(reader) = reader {
+        reader
+            .rollback()
+            .await
+            .map_err(DireError::db("ending the early-load transaction"))?;
+    }
     restore_settings(conn, &lock.jit).await?;
     info!(
         tenant_schema = schema.name(),
@@ -97,11 +130,31 @@ pub async fn reconcile(
         blocked_merges = total.blocked_merges,
         ip_moves = total.ip_moves,
         skipped = total.skipped_total(),
+        reads_committed,
         reloads,
         lock_wait_ms,
         "DIRE reconciled stream"
     );
     Ok(total)
+}
+
+/// Starts the reader's read-only transaction, with JIT off as on the
+/// writer. Under READ COMMITTED each of its loads sees what is committed
+/// when it runs.
+async fn begin_reader(reader: &mut PgConnection) -> Result<Transaction<'_, Postgres>, DireError> {
+    let mut tx = reader
+        .begin()
+        .await
+        .map_err(DireError::db("starting the early-load transaction"))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(DireError::db("starting the early-load transaction"))?;
+    sqlx::query("SELECT set_config('jit', 'off', true)")
+        .execute(&mut *tx)
+        .await
+        .map_err(DireError::db("starting the early-load transaction"))?;
+    Ok(tx)
 }
 
 /// A statement the planner asks the connection's task to run.
@@ -122,12 +175,13 @@ enum Statement {
 }
 
 /// Runs the planner's statements in the order they arrive, until the planner
-/// is done or a statement fails.
+/// is done or a statement fails. Owning `statements` matters: returning
+/// drops it, which unblocks a planner waiting to send.
 async fn serve(
     conn: &mut PgConnection,
     schema: &TenantSchema,
     stamp: i64,
-    statements: &mut mpsc::Receiver<Statement>,
+    mut statements: mpsc::Receiver<Statement>,
 ) -> Result<(), DireError> {
     while let Some(statement) = statements.recv().await {
         match statement {
@@ -150,37 +204,64 @@ async fn serve(
     Ok(())
 }
 
-/// The planner's end of the connection.
-struct StoreClient(mpsc::Sender<Statement>);
+/// The planner's end of the connections.
+struct StoreClient {
+    /// The caller's transaction: applies, and loads that must see them.
+    writer: mpsc::Sender<Statement>,
+    /// Early loads, when there is a second connection.
+    reader: Option<mpsc::Sender<Statement>>,
+}
+
+/// Which connection a load runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The reader if there is one, else the writer before the pending plan.
+    Early,
+    /// The writer, behind every plan submitted so far.
+    Writer,
+}
 
 impl StoreClient {
-    fn send(&self, statement: Statement) -> Result<(), DireError> {
-        self.0.blocking_send(statement).map_err(|_| stopped())
+    fn channel(&self, via: Via) -> &mpsc::Sender<Statement> {
+        match (via, &self.reader) {
+            (Via::Early, Some(reader)) => reader,
+            _ => &self.writer,
+        }
     }
 
-    fn staging(&self, request: StagingRequest) -> Result<(Snapshot, StagingRequest), DireError> {
+    fn staging(
+        &self,
+        via: Via,
+        request: StagingRequest,
+    ) -> Result<(Snapshot, StagingRequest), DireError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Statement::Staging { request, reply })?;
+        send(self.channel(via), Statement::Staging { request, reply })?;
         answer.blocking_recv().map_err(|_| stopped())
     }
 
     fn identity(
         &self,
+        via: Via,
         request: SnapshotRequest,
         snapshot: Snapshot,
     ) -> Result<(Snapshot, SnapshotRequest), DireError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Statement::Identity {
+        let statement = Statement::Identity {
             request,
             snapshot,
             reply,
-        })?;
+        };
+        send(self.channel(via), statement)?;
         answer.blocking_recv().map_err(|_| stopped())
     }
 
     fn apply(&self, plan: Plan) -> Result<(), DireError> {
-        self.send(Statement::Apply(plan))
+        send(&self.writer, Statement::Apply(plan))
     }
+}
+
+fn send(channel: &mpsc::Sender<Statement>, statement: Statement) -> Result<(), DireError> {
+    channel.blocking_send(statement).map_err(|_| stopped())
 }
 
 /// The connection's task stopped serving: a statement failed, and that
@@ -202,6 +283,7 @@ struct Loaded {
 /// not already applied.
 fn load(
     store: &StoreClient,
+    via: Via,
     observations: &[Observation<'_>],
     touched: &HashSet<String>,
 ) -> Result<Loaded, DireError> {
@@ -209,14 +291,14 @@ fn load(
     let (snapshot, staging) = if staging.sources.is_empty() {
         (Snapshot::default(), staging)
     } else {
-        store.staging(staging)?
+        store.staging(via, staging)?
     };
     let applied = applied_updates(observations, &snapshot, touched);
     let identity = SnapshotRequest::for_batch(observations, &applied);
     let (snapshot, identity) = if identity.is_empty() {
         (snapshot, identity)
     } else {
-        store.identity(identity, snapshot)?
+        store.identity(via, identity, snapshot)?
     };
     Ok(Loaded {
         staging,
@@ -241,14 +323,17 @@ fn plan_loaded(
     loop {
         match plan_pass(observations, &mut applied, &snapshot, options)? {
             PlanPass::Done(plan) => return Ok(*plan),
-            PlanPass::Load(request) => snapshot = store.identity(request, snapshot)?.0,
+            PlanPass::Load(request) => {
+                snapshot = store.identity(Via::Writer, request, snapshot)?.0;
+            }
         }
     }
 }
 
-/// The planner thread: every batch of the stream, each loaded before the
-/// previous plan is submitted and planned while it is applied. Returns the
-/// stream's counters and how many batches had to be loaded again.
+/// The planner thread: every batch of the stream, each loaded early (before
+/// the previous plan is submitted, or on the reader) and planned while the
+/// previous plan is applied. Returns the stream's counters and how many
+/// batches had to be loaded again.
 fn plan_stream(
     updates: &[DeviceUpdate],
     batch_size: usize,
@@ -259,24 +344,26 @@ fn plan_stream(
     let mut total = BatchStats::default();
     let mut reloads = 0;
     let mut touched = HashSet::new();
+    // What an early load may have missed: the plan it overtook, or, read
+    // from outside the transaction, every plan of the stream so far.
+    let mut missed = PlanWrites::default();
     let mut unapplied: Option<Plan> = None;
     for (batch, chunk) in updates.chunks(batch_size).enumerate() {
         let observations: Vec<Observation<'_>> = chunk.iter().map(observe).collect();
-        let mut loaded = load(store, &observations, &touched)?;
-        let mut reloaded = false;
+        let mut loaded = load(store, Via::Early, &observations, &touched)?;
         if let Some(previous) = unapplied.take() {
-            let stale = PlanWrites::of(&previous).affect(
-                &loaded.staging,
-                &loaded.identity,
-                &loaded.snapshot,
-            );
-            store.apply(previous)?;
-            if stale {
-                // Queued behind the previous plan: sees what it wrote.
-                loaded = load(store, &observations, &touched)?;
-                reloaded = true;
-                reloads += 1;
+            if store.reader.is_some() {
+                missed.extend(&previous);
+            } else {
+                missed = PlanWrites::of(&previous);
             }
+            store.apply(previous)?;
+        }
+        let reloaded = missed.affect(&loaded.staging, &loaded.identity, &loaded.snapshot);
+        if reloaded {
+            // Queued behind every plan submitted: sees what they wrote.
+            loaded = load(store, Via::Writer, &observations, &touched)?;
+            reloads += 1;
         }
         let plan = plan_loaded(store, &observations, loaded, options)?;
         touched.extend(plan.touched_devices().map(str::to_string));

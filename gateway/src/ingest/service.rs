@@ -16,13 +16,17 @@ use uuid::Uuid;
 use super::decode::{DecodeStats, decode_payload};
 use super::scope::{CallerScope, ScopeError, SourceOwner, decide, named_sources};
 use super::stream_check::{Caller, StreamChecker, StreamError};
-use crate::dire::{ReconcileOptions, TenantSchema, reconcile};
+use crate::dire::{ReconcileOptions, TenantSchema, reconcile_with_reader};
 use crate::grpc::StreamIngest;
 use crate::identity::PeerIdentity;
 use crate::state::AppState;
 
 /// Most payload bytes the gateway holds for one stream.
 pub const DEFAULT_MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a stream waits for a second connection for DIRE's early loads
+/// before reconciling on its transaction's connection alone.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Ingests device updates from sync services.
 #[derive(Debug, Clone)]
@@ -142,9 +146,27 @@ impl DeviceIngest {
             .begin()
             .await
             .map_err(|e| storage_status("starting the transaction", e))?;
-        let stats = reconcile(&mut tx, &schema, updates.into(), &self.reconcile)
-            .await
-            .map_err(|e| storage_status("reconciling devices", e))?;
+        // A second connection lets DIRE load a batch while the one before is
+        // applied. Only when one is free at once: waiting for it while
+        // holding a transaction could starve the pool.
+        let mut reader = if updates.len() > self.reconcile.batch_size {
+            tokio::time::timeout(READER_WAIT, state.pool.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        let stats = reconcile_with_reader(
+            &mut tx,
+            reader.as_deref_mut(),
+            &schema,
+            updates.into(),
+            &self.reconcile,
+        )
+        .await
+        .map_err(|e| storage_status("reconciling devices", e))?;
+        drop(reader);
         let devices_changed = stats.new_devices
             + stats.updated_devices
             + stats.merges

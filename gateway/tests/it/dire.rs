@@ -1100,6 +1100,7 @@ fn dependent_stream(source: Uuid) -> Vec<DeviceUpdate> {
 #[tokio::test]
 async fn overlapped_batches_give_the_rows_of_batches_done_in_turn() {
     let overlapped = tenant().await;
+    let with_reader = tenant().await;
     let in_turn = tenant().await;
     let source = Uuid::new_v4();
     let stream = dependent_stream(source);
@@ -1111,6 +1112,19 @@ async fn overlapped_batches_give_the_rows_of_batches_done_in_turn() {
     // Twice: the second pass skips what the first applied.
     for _ in 0..2 {
         run_with(&overlapped, &stream, &options).await;
+        // Early loads on a second connection, outside the transaction.
+        let mut reader = with_reader.pool.acquire().await.unwrap();
+        let mut tx = with_reader.pool.begin().await.unwrap();
+        sr_gateway::dire::reconcile_with_reader(
+            &mut tx,
+            Some(&mut reader),
+            &with_reader.schema,
+            stream.clone().into(),
+            &options,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
 
         // The same batches, each loaded after the previous one was applied.
         let mut tx = in_turn.pool.begin().await.unwrap();
@@ -1137,10 +1151,13 @@ async fn overlapped_batches_give_the_rows_of_batches_done_in_turn() {
         }
         tx.commit().await.unwrap();
 
-        let (got, want) = (tenant_rows(&overlapped).await, tenant_rows(&in_turn).await);
-        assert_eq!(got.len(), want.len());
-        for (got, want) in got.iter().zip(&want) {
-            assert_eq!(got, want);
+        let want = tenant_rows(&in_turn).await;
+        for t in [&overlapped, &with_reader] {
+            let got = tenant_rows(t).await;
+            assert_eq!(got.len(), want.len());
+            for (got, want) in got.iter().zip(&want) {
+                assert_eq!(got, want);
+            }
         }
     }
     assert_eq!(
