@@ -35,49 +35,42 @@ pub struct PlanWrites {
 impl PlanWrites {
     /// The keys `plan` writes.
     pub fn of(plan: &Plan) -> Self {
-        Self::of_with(plan, RandomState::new())
-    }
-
-    fn of_with(plan: &Plan, hasher: RandomState) -> Self {
-        let mut writes = Self {
-            hasher,
-            devices: plan
-                .touched_devices()
-                .chain(plan.reassigned_devices.iter().map(String::as_str))
-                .chain(plan.staged.iter().map(|row| row.device_id.as_str()))
-                .map(str::to_string)
-                .collect(),
-            ..Self::default()
-        };
-        let mut keys = HashSet::new();
-        for row in &plan.identifiers {
-            keys.insert(writes.identifier(
-                row.key.kind.as_str(),
-                &row.key.value,
-                &row.key.partition,
-            ));
-        }
-        for device in &plan.devices {
-            if let Some(ip) = &device.record.ip {
-                keys.insert(writes.ip(&device.record.partition, ip));
-            }
-        }
-        for release in &plan.ip_releases {
-            keys.insert(writes.ip(&release.partition, &release.ip));
-        }
-        for row in &plan.staged {
-            keys.insert(writes.staged(row.integration_source_id, &row.source_device_id));
-        }
-        writes.keys = keys;
+        let mut writes = Self::default();
+        writes.extend(plan);
         writes
     }
 
     /// Adds the keys `plan` writes (for a load that may have missed several
     /// plans).
     pub fn extend(&mut self, plan: &Plan) {
-        let more = Self::of_with(plan, self.hasher.clone());
-        self.devices.extend(more.devices);
-        self.keys.extend(more.keys);
+        self.devices.extend(
+            plan.touched_devices()
+                .chain(plan.reassigned_devices.iter().map(String::as_str))
+                .chain(plan.staged.iter().map(|row| row.device_id.as_str()))
+                .map(str::to_string),
+        );
+        let identifiers = plan
+            .identifiers
+            .iter()
+            .map(|row| self.identifier(row.key.kind.as_str(), &row.key.value, &row.key.partition));
+        let assigned_ips = plan
+            .devices
+            .iter()
+            .filter_map(|d| Some(self.ip(&d.record.partition, d.record.ip.as_deref()?)));
+        let released_ips = plan
+            .ip_releases
+            .iter()
+            .map(|release| self.ip(&release.partition, &release.ip));
+        let staged = plan
+            .staged
+            .iter()
+            .map(|row| self.staged(row.integration_source_id, &row.source_device_id));
+        let keys: Vec<u64> = identifiers
+            .chain(assigned_ips)
+            .chain(released_ips)
+            .chain(staged)
+            .collect();
+        self.keys.extend(keys);
     }
 
     fn identifier(&self, kind: &str, value: &str, partition: &str) -> u64 {
@@ -144,39 +137,25 @@ impl PlanWrites {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use sr_proto::DeviceUpdate;
 
     use super::super::device_record::DeviceRecord;
     use super::super::observation::observe;
+    use super::super::planner::tests::{SOURCE_ID as SOURCE, update as faker};
     use super::super::planner::{PlanOptions, plan};
     use super::super::snapshot::{StagedState, StoredDevice};
     use super::*;
 
-    const SOURCE: &str = "6f1c9d53-5d1e-4b53-9a43-1c1f5f5e2a10";
-
+    /// A faker update of a source device, staged under [`SOURCE`].
     fn update(ip: &str, integration_id: &str) -> DeviceUpdate {
-        DeviceUpdate {
-            device_id: String::new(),
-            ip: ip.into(),
-            source: "faker".into(),
-            agent_id: String::new(),
-            gateway_id: String::new(),
-            partition: "default".into(),
-            timestamp: "2025-01-02T03:04:05Z".parse().unwrap(),
-            hostname: None,
-            mac: None,
-            metadata: BTreeMap::from([
-                ("integration_type".into(), "faker".into()),
-                ("integration_id".into(), integration_id.into()),
-                ("integration_source_id".into(), SOURCE.into()),
-            ]),
-            is_available: true,
-            confidence: 7,
-            sync_meta: None,
-            raw_data: None,
-        }
+        faker(
+            ip,
+            &[
+                ("integration_type", "faker"),
+                ("integration_id", integration_id),
+                ("integration_source_id", SOURCE),
+            ],
+        )
     }
 
     /// The writes of a batch planned against an empty tenant.

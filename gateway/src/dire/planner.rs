@@ -1032,4 +1032,4 @@ fn staged_row(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -955,17 +955,16 @@ async fn tenant_schemas_with_identical_data_stay_separate() {
     assert_eq!(hostname(&other).await, "FAKER-CIS-SWI-00001");
 }
 
-#[tokio::test]
-async fn redelivering_a_stream_with_churn_and_merges_gives_the_same_rows() {
-    let t = tenant().await;
-    let source = Uuid::new_v4();
-    run(&t, &faker_batch(30, source)).await;
-    let mut stream = faker_batch(30, source);
+/// Faker devices `0..n` three minutes later, with the IPs of devices 1 and 2
+/// swapped, plus a NetBox view of device 5 (correlated by IP), an Armis
+/// record, faker device 11 saying it is that Armis device (a merge: the
+/// sources differ), and faker device 12 saying so too (refused: two faker
+/// ids cannot be one device).
+fn churn_with_merges(n: usize, source: Uuid) -> Vec<DeviceUpdate> {
+    let mut stream = faker_batch(n, source);
     let (ip1, ip2) = (stream[1].ip.clone(), stream[2].ip.clone());
     stream[1].ip = ip2;
     stream[2].ip = ip1;
-    // A NetBox view of device 5 (correlated by IP) and an Armis record that
-    // links devices 10 and 11.
     let mut netbox = faker_update(5, source);
     netbox.source = "netbox".into();
     netbox.mac = None;
@@ -974,7 +973,6 @@ async fn redelivering_a_stream_with_churn_and_merges_gives_the_same_rows() {
         ("integration_id".into(), "55".into()),
         ("netbox_device_id".into(), "55".into()),
     ]);
-    stream.push(netbox);
     let mut armis = faker_update(40, source);
     armis.source = "armis".into();
     armis.mac = None;
@@ -983,22 +981,26 @@ async fn redelivering_a_stream_with_churn_and_merges_gives_the_same_rows() {
         ("integration_id".into(), "1010".into()),
         ("armis_device_id".into(), "1010".into()),
     ]);
-    stream.push(armis);
-    // Faker says its device 11 is Armis 1010: merge (different sources).
     let mut link = faker_update(10, source);
     link.metadata
         .insert("armis_device_id".into(), "1010".into());
-    stream.push(link);
-    // Faker says its device 12 is Armis 1010 too: two faker ids on one
-    // device cannot be, so this is refused.
     let mut conflicting = faker_update(11, source);
     conflicting
         .metadata
         .insert("armis_device_id".into(), "1010".into());
-    stream.push(conflicting);
+    stream.extend([netbox, armis, link, conflicting]);
     for update in &mut stream {
         update.timestamp = base_time() + chrono::Duration::minutes(3);
     }
+    stream
+}
+
+#[tokio::test]
+async fn redelivering_a_stream_with_churn_and_merges_gives_the_same_rows() {
+    let t = tenant().await;
+    let source = Uuid::new_v4();
+    run(&t, &faker_batch(30, source)).await;
+    let stream = churn_with_merges(30, source);
     let first = run(&t, &stream).await;
     assert_eq!(first.merges, 1);
     assert_eq!(first.blocked_merges, 1);
@@ -1061,38 +1063,8 @@ async fn tenant_rows(t: &Tenant) -> Vec<Value> {
 /// record and a faker record merging with it, another refused.
 fn dependent_stream(source: Uuid) -> Vec<DeviceUpdate> {
     let mut stream = faker_batch(12, source);
-    let mut later = faker_batch(12, source);
-    let (ip1, ip2) = (later[1].ip.clone(), later[2].ip.clone());
-    later[1].ip = ip2;
-    later[2].ip = ip1;
+    let mut later = churn_with_merges(12, source);
     later[4].hostname = Some("renamed".into());
-    let mut netbox = faker_update(5, source);
-    netbox.source = "netbox".into();
-    netbox.mac = None;
-    netbox.metadata = BTreeMap::from([
-        ("integration_type".into(), "netbox".into()),
-        ("integration_id".into(), "55".into()),
-        ("netbox_device_id".into(), "55".into()),
-    ]);
-    let mut armis = faker_update(40, source);
-    armis.source = "armis".into();
-    armis.mac = None;
-    armis.metadata = BTreeMap::from([
-        ("integration_type".into(), "armis".into()),
-        ("integration_id".into(), "1010".into()),
-        ("armis_device_id".into(), "1010".into()),
-    ]);
-    let mut link = faker_update(10, source);
-    link.metadata
-        .insert("armis_device_id".into(), "1010".into());
-    let mut conflicting = faker_update(11, source);
-    conflicting
-        .metadata
-        .insert("armis_device_id".into(), "1010".into());
-    later.extend([netbox, armis, link, conflicting]);
-    for update in &mut later {
-        update.timestamp = base_time() + chrono::Duration::minutes(3);
-    }
     stream.extend(later);
     stream
 }

@@ -7,13 +7,15 @@ use uuid::Uuid;
 use super::*;
 use crate::dire::snapshot::{StagedState, StoredDevice, StoredIdentifier};
 
-const SOURCE_ID: &str = "6f1c9d53-5d1e-4b53-9a43-1c1f5f5e2a10";
+/// The integration source of the fixtures (also used by `plan_writes`).
+pub(in crate::dire) const SOURCE_ID: &str = "6f1c9d53-5d1e-4b53-9a43-1c1f5f5e2a10";
 
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_735_689_600 + secs, 0).unwrap()
 }
 
-fn update(ip: &str, metadata: &[(&str, &str)]) -> DeviceUpdate {
+/// A faker update with the given metadata (also used by `plan_writes`).
+pub(in crate::dire) fn update(ip: &str, metadata: &[(&str, &str)]) -> DeviceUpdate {
     DeviceUpdate {
         device_id: String::new(),
         ip: ip.into(),
