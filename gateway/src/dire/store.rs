@@ -1,7 +1,9 @@
 //! DIRE's SQL layer: a constant number of round trips to load what a batch
 //! needs (one for its staging rows, one for the identity state of the
-//! updates not already applied), bulk `UNNEST` statements to apply a plan,
-//! the per-stream `reconcile` loop and `unmerge`.
+//! updates not already applied), bulk `UNNEST` statements and COPY to apply
+//! a plan, the tenant lock the per-stream loop
+//! ([`reconcile`](super::reconcile::reconcile)) takes, the sequential
+//! load → plan step [`plan_batch`], and `unmerge`.
 //!
 //! Every statement names its tables schema-qualified with a validated
 //! [`TenantSchema`]; nothing depends on `search_path`. Statement order in
