@@ -417,9 +417,10 @@ async fn refresh_tenant(pool: &PgPool, cache: &SweepCache, tenant_id: Uuid, now:
 }
 
 /// Records that an edge agent polled for its sweep (`last_seen_at`), at
-/// most every [`POLL_RECORD_SPACING`] and off the poll's path: [`warm_up`]
-/// after a restart builds the sweeps of the agents seen within
-/// [`IDLE_AGENT`]. A failed write is logged; the next poll tries again.
+/// most every five minutes (`POLL_RECORD_SPACING`) and off the poll's
+/// path: [`warm_up`] after a restart builds the sweeps of the agents seen
+/// within an hour (`IDLE_AGENT`). A failed write is logged; the next poll
+/// tries again.
 pub fn record_agent_poll(state: &Arc<AppState>, tenant_id: Uuid, agent_id: &str) {
     let slot = state.sweep_cache.slot(tenant_id, agent_id);
     {
@@ -442,8 +443,8 @@ pub fn record_agent_poll(state: &Arc<AppState>, tenant_id: Uuid, agent_id: &str)
 }
 
 /// At startup: builds, one after another in the background, the sweeps of
-/// the edge agents seen within [`IDLE_AGENT`], so that their first polls
-/// after a restart are served from the cache instead of waiting for a
+/// the edge agents seen within an hour (`IDLE_AGENT`), so that their first
+/// polls after a restart are served from the cache instead of waiting for a
 /// build. A poll arriving before its sweep is built builds it (or waits for
 /// the build in flight), as without this. Stops early at shutdown.
 pub async fn warm_up(

@@ -28,7 +28,7 @@
 //! read.
 //!
 //! Public API for the ingest layer: [`TenantSchema`] (`for_tenant`,
-//! `parse`), [`reconcile`] with [`ReconcileOptions`], returning
+//! `parse`), [`reconcile`](fn@reconcile) with [`ReconcileOptions`], returning
 //! [`BatchStats`] (mergeable with [`BatchStats::merge`]) or [`DireError`];
 //! [`unmerge`] for operators.
 //!

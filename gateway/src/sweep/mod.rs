@@ -1,10 +1,10 @@
 //! Sweep configuration for monitoring agents, generated from device data.
 //! Pure: no I/O. The control plane loads the rows and delivers the result.
 //!
-//! - [`generate`]: one agent's [`SweepDocument`] from its tenant's devices
+//! - [`generate`](fn@generate): one agent's [`SweepDocument`] from its tenant's devices
 //!   ([`SweepDevice`]), the integration sources' settings ([`SweepSource`])
 //!   and the global defaults ([`SweepDefaults`]), with [`SweepStats`].
-//! - [`aggregate`]: the smallest exact CIDR set covering a set of addresses.
+//! - [`aggregate`](fn@aggregate): the smallest exact CIDR set covering a set of addresses.
 //! - [`document`]: the `sweep.json` shape, its content hash, the GetConfig
 //!   `config_json` body and the typed `SweepConfig`.
 //! - [`device_metadata`]: what generation reads from a device's metadata,
