@@ -236,7 +236,7 @@ pub async fn bootstrap(opts: &BootstrapOptions) -> Result<BootstrapReport, Boots
         )
     };
     tx.commit().await?;
-    pool.close().await;
+    db::close_pool(&pool).await;
 
     let grpc_url = normalise_url(&opts.gateway_addr);
     let tls_server_name = url_host(&grpc_url).unwrap_or_else(|| "localhost".into());

@@ -70,6 +70,36 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         .map_err(DbError::Connect)
 }
 
+/// Longest [`close_pool`] waits for connections still being returned.
+const CLOSE_STRAGGLERS: Duration = Duration::from_secs(5);
+
+/// Closes a pool and every connection it opened, so the caller may drop the
+/// database next. `Pool::close` of sqlx 0.8.6 can return while a connection
+/// is still on its way back (sqlx issue #3217, fixed after 0.8.6): a dropped
+/// `PoolConnection` is returned by a spawned task that pings it first, and
+/// lands in the idle queue after `close` drained it for the last time. Such a
+/// straggler stayed connected and, when the demo dropped its database, was
+/// terminated mid-ping with a warning. Closing again until the pool is empty
+/// closes each one as it arrives; a connection a task still holds after
+/// [`CLOSE_STRAGGLERS`] is logged and left to that task.
+pub async fn close_pool(pool: &PgPool) {
+    let started = std::time::Instant::now();
+    loop {
+        pool.close().await;
+        if pool.size() == 0 {
+            return;
+        }
+        if started.elapsed() >= CLOSE_STRAGGLERS {
+            tracing::warn!(
+                open = pool.size(),
+                "database connections still in use after closing the pool; they close when their tasks end"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Creates schema `platform` and applies the control-plane migrations
 /// (idempotent; safe with several gateways starting at once).
 pub async fn migrate_platform(pool: &PgPool) -> Result<(), DbError> {

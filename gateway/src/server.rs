@@ -142,7 +142,7 @@ impl GatewayHandle {
         }
         // Close the connections now rather than when the last task holding
         // the pool lets go of it, so a caller may drop the database next.
-        self.state.pool.close().await;
+        db::close_pool(&self.state.pool).await;
         tracing::info!("gateway stopped");
         first_error.map_or(Ok(()), Err)
     }

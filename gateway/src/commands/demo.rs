@@ -245,7 +245,7 @@ async fn drive(
     ))
     .fetch_all(&pool)
     .await?;
-    pool.close().await;
+    sr_gateway::db::close_pool(&pool).await;
 
     let rate = |devices: f64, secs: f64| if secs > 0.0 { devices / secs } else { 0.0 };
     let n = args.devices as f64;
