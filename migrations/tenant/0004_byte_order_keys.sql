@@ -6,9 +6,10 @@
 -- has to be consistent, and byte order is the one the gateway itself uses
 -- (Rust compares strings by bytes). Under the database's default collation
 -- (often en_US.UTF-8; C.UTF-8 counts too before PostgreSQL 17) every index
--- comparison went through strcoll(): about a tenth of PostgreSQL's CPU in an
--- initial sync. Measured with the dire_apply bench on a C.UTF-8 database:
--- initial sync 5% faster, unchanged and moved re-syncs 13% faster.
+-- comparison went through strcoll(). Measured with the dire_apply bench on a
+-- C.UTF-8 database (three runs with this, two without): unchanged re-sync
+-- about 8% faster, moved re-sync about 10%, raw COPY into these tables about
+-- 10%; the initial sync on two connections did not move.
 --
 -- Queries need no change: a parameter or UNNEST column has the default
 -- collation, which gives way to a column's.
