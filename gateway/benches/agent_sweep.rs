@@ -26,6 +26,7 @@
 //! waits ~90 ms in TCP (window updates held back, slow start after idle)
 //! while gateway and client are idle; with the loopback MTU at 1,500 these
 //! tails disappear. Read the racing and re-observed maxima with that in mind.
+//!
 //! Run: `cargo bench -p sr-gateway --bench agent_sweep`.
 
 use std::time::{Duration, Instant};

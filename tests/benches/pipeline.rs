@@ -331,6 +331,11 @@ async fn bench(devices: u64) {
     // does that, so the timed runs start as every run of a deployed
     // service does (process start, mTLS, Hello and GetConfig still timed).
     let (warm_up, _, _) = sync_once(&config, gateway_pid);
+    let compiled = std::fs::read_dir(home.path().join("state/compiled")).map_or(0, |d| d.count());
+    assert!(
+        compiled > 0,
+        "the first start left no compiled adapter in state/compiled"
+    );
     gateway
         .api(
             "/api/v1/tenants/bench/integration-sources",
