@@ -9,7 +9,9 @@
 //! service compile its adapter into its cache, as a deployed one has.
 //!
 //! Run: `cargo bench -p sr-e2e --bench pipeline [-- 100000 1000000]`;
-//! `PIPELINE_GATEWAY_LOG=<file>` keeps the gateway's info log.
+//! `PIPELINE_GATEWAY_LOG=<file>` keeps the gateway's info log,
+//! `PIPELINE_HOST_LOG=<file>` the sync service's (every run appended; `SR_LOG`
+//! picks its level).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -251,13 +253,31 @@ fn sync_config(state: &std::path::Path, home: &std::path::Path) -> std::path::Pa
 fn sync_once(config: &std::path::Path, gateway: u32) -> (f64, f64, CpuUse) {
     let bin = sr_testkit::binaries::binary("sr-sync").expect("sr-sync");
     let (gateway_before, postgres_before) = (cpu_seconds(gateway), postgres_cpu_seconds());
+    // `PIPELINE_HOST_LOG=<file>` appends each run's info log to the file.
+    let log = std::env::var_os("PIPELINE_HOST_LOG");
+    let stderr = match &log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("host log file"),
+        ),
+        None => Stdio::inherit(),
+    };
     let (ok, rss, secs, host) = run_measured(
         Command::new(bin)
             .args(["run", "--once", "--config"])
             .arg(config)
-            .env("SR_LOG", "warn")
+            .env(
+                "SR_LOG",
+                match &log {
+                    Some(_) => std::env::var("SR_LOG").unwrap_or_else(|_| "info".into()),
+                    None => "warn".into(),
+                },
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
+            .stderr(stderr),
     );
     assert!(ok, "sr-sync run --once failed");
     let cpu = CpuUse {

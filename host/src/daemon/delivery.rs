@@ -1,6 +1,9 @@
 //! Delivering a run's devices: normalise, stamp, pack into JSON-array chunks
 //! of at most the chunk budget, and send them as StreamStatus streams of a
-//! bounded number of chunks. Up to `streams_in_flight` streams await their
+//! bounded number of chunks. A run's first streams are small (1, 2, 4, …
+//! chunks, up to the configured size), so the gateway starts reconciling
+//! while the adapter's first pages are still being read rather than after a
+//! full stream's worth. Up to `streams_in_flight` streams await their
 //! acknowledgement while the next is built, so the gateway receives and
 //! decodes one stream while it commits the previous one; a stream the
 //! gateway does not acknowledge is resent with backoff until the run's
@@ -74,6 +77,8 @@ pub struct Deliverer {
     chunk_devices: u64,
     /// Streams sent and not yet acknowledged, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// Streams started so far (sets the next stream's size).
+    streams_started: u32,
     stats: DeliveryStats,
 }
 
@@ -101,6 +106,7 @@ impl Deliverer {
             stream_devices: 0,
             chunk_devices: 0,
             in_flight: VecDeque::new(),
+            streams_started: 0,
             stats: DeliveryStats::default(),
         }
     }
@@ -146,7 +152,8 @@ impl Deliverer {
                 return Ok(());
             }
         }
-        if self.stream.len() >= self.settings.chunks_per_stream {
+        if self.stream.len() >= stream_target(self.settings.chunks_per_stream, self.streams_started)
+        {
             self.send_stream().await?;
         }
         Ok(())
@@ -189,6 +196,7 @@ impl Deliverer {
         if self.stream.is_empty() {
             return Ok(());
         }
+        self.streams_started = self.streams_started.saturating_add(1);
         let payloads = std::mem::take(&mut self.stream);
         let devices = std::mem::take(&mut self.stream_devices);
         let client = self.client.clone();
@@ -199,6 +207,7 @@ impl Deliverer {
             self.deadline,
         );
         let run_id = self.meta.sync_run_id.clone();
+        tracing::debug!(run_id, chunks = payloads.len(), devices, "stream sent");
         self.in_flight.push_back(tokio::spawn(async move {
             send_with_retry(
                 &client, &payloads, &partition, initial, max, deadline, &run_id,
@@ -228,6 +237,13 @@ impl Drop for Deliverer {
             handle.abort();
         }
     }
+}
+
+/// Chunks the next stream is sent at: 1, 2, 4, … for a run's first
+/// streams, then `chunks_per_stream` (at least 1).
+fn stream_target(chunks_per_stream: usize, streams_started: u32) -> usize {
+    let ramp = 1usize.checked_shl(streams_started).unwrap_or(usize::MAX);
+    ramp.min(chunks_per_stream).max(1)
 }
 
 /// Sends one stream until acknowledged, refused, or past the deadline.
@@ -260,5 +276,19 @@ async fn send_with_retry(
             }
             Err(error) => return Err(DeliveryError::Refused(error.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_target;
+
+    #[test]
+    fn streams_double_from_one_chunk_up_to_the_configured_size() {
+        let sizes: Vec<usize> = (0..6).map(|n| stream_target(8, n)).collect();
+        assert_eq!(sizes, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(stream_target(8, 200), 8);
+        assert_eq!(stream_target(3, 2), 3);
+        assert_eq!(stream_target(0, 0), 1);
     }
 }

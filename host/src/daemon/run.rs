@@ -16,6 +16,7 @@ use super::config::HostConfig;
 use super::delivery::{Deliverer, DeliveryError};
 use super::gateway_client::GatewayClient;
 use super::state_store::StateStore;
+use crate::adapter::LoadedAdapter;
 use crate::egress::policy::endpoint_host;
 use crate::egress::{EgressPolicy, HostPattern};
 use crate::local_run::EVENT_BUFFER;
@@ -153,18 +154,35 @@ async fn execute(
         .select(&source.source_type, source.adapter.as_ref())
         .map_err(|e| (Failure::Setup(e.to_string()), 0))?;
     *adapter_label = adapter.label();
-    report(
-        env,
-        source,
-        run_id,
-        RunPhase::Started,
-        0,
-        false,
-        None,
-        adapter_label,
-    )
-    .await;
+    // The Started report is bookkeeping: it travels while the adapter
+    // starts, not before (a round trip the run would otherwise wait for),
+    // and is acknowledged before the run's final report is sent.
+    let label = adapter_label.clone();
+    let (_, outcome) = tokio::join!(
+        report(
+            env,
+            source,
+            run_id,
+            RunPhase::Started,
+            0,
+            false,
+            None,
+            &label
+        ),
+        discover_and_deliver(env, source, run_id, adapter, started),
+    );
+    outcome
+}
 
+/// Runs the adapter and delivers what it emits; commits cursors as the
+/// gateway acknowledges the devices before them.
+async fn discover_and_deliver(
+    env: &RunEnv,
+    source: &SourceConfig,
+    run_id: &str,
+    adapter: Arc<LoadedAdapter>,
+    started: Instant,
+) -> Result<(u64, bool), (Failure, u64)> {
     let blacklist =
         parse_blacklist(&source.network_blacklist).map_err(|m| (Failure::Setup(m), 0))?;
     let limits = env.config.limits;

@@ -27,6 +27,21 @@ pub fn jittered(interval: Duration, jitter_percent: u32, unit: f64) -> Duration 
     Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.0))
 }
 
+/// How long a source added or changed by a config update waits before its
+/// first run, using `unit` ∈ [0, 1) as the random draw. A lone source, and
+/// every source of a `--once` pass, starts at once (the concurrency caps
+/// already bound how many run together); a batch is spread over up to
+/// `START_SPREAD` so its first calls do not all leave in the same instant.
+pub fn first_run_delay(batch: usize, once: bool, unit: f64) -> Duration {
+    if once || batch <= 1 {
+        return Duration::ZERO;
+    }
+    START_SPREAD.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// The spread of a batch of sources' first runs.
+pub const START_SPREAD: Duration = Duration::from_millis(500);
+
 /// Delay before retrying after `consecutive_failures` failed runs (≥ 1):
 /// exponential from `initial`, capped at `max`, and never shorter than the
 /// source's own `retry_after` when it asked for one.
@@ -145,6 +160,15 @@ mod tests {
             interval(&source("a", Some(1)), &scheduling()),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn a_lone_source_or_a_once_pass_starts_at_once_and_a_batch_is_spread() {
+        assert_eq!(first_run_delay(1, false, 0.9), Duration::ZERO);
+        assert_eq!(first_run_delay(0, false, 0.9), Duration::ZERO);
+        assert_eq!(first_run_delay(20, true, 0.9), Duration::ZERO);
+        assert_eq!(first_run_delay(20, false, 0.5), START_SPREAD / 2);
+        assert!(first_run_delay(20, false, 0.999) <= START_SPREAD);
     }
 
     #[test]

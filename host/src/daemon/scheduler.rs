@@ -161,7 +161,7 @@ pub async fn run(
                 let Some((version, document)) = configs.borrow_and_update().clone() else { continue };
                 have_config = true;
                 generation += 1;
-                apply_config(&mut slots, &mut current, &document, generation, &scheduling);
+                apply_config(&mut slots, &mut current, &document, generation, &scheduling, once);
                 publish(&status, &version, &slots, &current);
             }
             Some(done) = done_rx.recv() => {
@@ -200,8 +200,10 @@ fn apply_config(
     document: &SyncConfigDocument,
     generation: u64,
     scheduling: &Scheduling,
+    once: bool,
 ) {
     let changes = schedule::diff_sources(current, &document.sources);
+    let batch = changes.added.len() + changes.changed.len();
     let now = Instant::now();
     for key in &changes.removed {
         // A run in flight finishes; its completion finds no slot.
@@ -213,8 +215,7 @@ fn apply_config(
             continue;
         };
         let (running, runs) = slots.get(key).map_or((false, 0), |s| (s.running, s.runs));
-        // New and changed sources run soon, spread a little.
-        let spread = Duration::from_millis(rand::random_range(0..500));
+        let spread = schedule::first_run_delay(batch, once, rand::random());
         slots.insert(
             key.clone(),
             Slot {

@@ -283,6 +283,8 @@ impl Sandbox {
         };
         let call = async {
             let instance: Adapter = adapter.pre().instantiate_async(&mut store).await?;
+            tracing::debug!(adapter = %label.adapter, run_id = %label.run_id,
+                elapsed_ms = started.elapsed().as_millis() as u64, "adapter instantiated");
             instance.call_discover(&mut store, &request).await
         };
         let result = tokio::time::timeout(settings.limits.wall_clock(), call).await;
