@@ -253,29 +253,26 @@ fn sync_config(state: &std::path::Path, home: &std::path::Path) -> std::path::Pa
 fn sync_once(config: &std::path::Path, gateway: u32) -> (f64, f64, CpuUse) {
     let bin = sr_testkit::binaries::binary("sr-sync").expect("sr-sync");
     let (gateway_before, postgres_before) = (cpu_seconds(gateway), postgres_cpu_seconds());
-    // `PIPELINE_HOST_LOG=<file>` appends each run's info log to the file.
-    let log = std::env::var_os("PIPELINE_HOST_LOG");
-    let stderr = match &log {
-        Some(path) => Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("host log file"),
+    // `PIPELINE_HOST_LOG=<file>` appends each run's log (at `SR_LOG`, else
+    // info) to the file.
+    let (stderr, level) = match std::env::var_os("PIPELINE_HOST_LOG") {
+        Some(path) => (
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("host log file"),
+            ),
+            std::env::var("SR_LOG").unwrap_or_else(|_| "info".into()),
         ),
-        None => Stdio::inherit(),
+        None => (Stdio::inherit(), "warn".into()),
     };
     let (ok, rss, secs, host) = run_measured(
         Command::new(bin)
             .args(["run", "--once", "--config"])
             .arg(config)
-            .env(
-                "SR_LOG",
-                match &log {
-                    Some(_) => std::env::var("SR_LOG").unwrap_or_else(|_| "info".into()),
-                    None => "warn".into(),
-                },
-            )
+            .env("SR_LOG", level)
             .stdout(Stdio::null())
             .stderr(stderr),
     );

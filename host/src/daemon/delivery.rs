@@ -77,8 +77,6 @@ pub struct Deliverer {
     chunk_devices: u64,
     /// Streams sent and not yet acknowledged, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// Streams started so far (sets the next stream's size).
-    streams_started: u32,
     stats: DeliveryStats,
 }
 
@@ -106,7 +104,6 @@ impl Deliverer {
             stream_devices: 0,
             chunk_devices: 0,
             in_flight: VecDeque::new(),
-            streams_started: 0,
             stats: DeliveryStats::default(),
         }
     }
@@ -152,8 +149,9 @@ impl Deliverer {
                 return Ok(());
             }
         }
-        if self.stream.len() >= stream_target(self.settings.chunks_per_stream, self.streams_started)
-        {
+        // Every stream started is either acknowledged or still in flight.
+        let started = self.stats.streams + self.in_flight.len() as u64;
+        if self.stream.len() >= stream_target(self.settings.chunks_per_stream, started) {
             self.send_stream().await?;
         }
         Ok(())
@@ -196,7 +194,6 @@ impl Deliverer {
         if self.stream.is_empty() {
             return Ok(());
         }
-        self.streams_started = self.streams_started.saturating_add(1);
         let payloads = std::mem::take(&mut self.stream);
         let devices = std::mem::take(&mut self.stream_devices);
         let client = self.client.clone();
@@ -241,8 +238,11 @@ impl Drop for Deliverer {
 
 /// Chunks the next stream is sent at: 1, 2, 4, … for a run's first
 /// streams, then `chunks_per_stream` (at least 1).
-fn stream_target(chunks_per_stream: usize, streams_started: u32) -> usize {
-    let ramp = 1usize.checked_shl(streams_started).unwrap_or(usize::MAX);
+fn stream_target(chunks_per_stream: usize, streams_started: u64) -> usize {
+    let ramp = u32::try_from(streams_started)
+        .ok()
+        .and_then(|n| 1usize.checked_shl(n))
+        .unwrap_or(usize::MAX);
     ramp.min(chunks_per_stream).max(1)
 }
 

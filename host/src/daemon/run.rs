@@ -157,7 +157,6 @@ async fn execute(
     // The Started report is bookkeeping: it travels while the adapter
     // starts, not before (a round trip the run would otherwise wait for),
     // and is acknowledged before the run's final report is sent.
-    let label = adapter_label.clone();
     let (_, outcome) = tokio::join!(
         report(
             env,
@@ -167,7 +166,7 @@ async fn execute(
             0,
             false,
             None,
-            &label
+            adapter_label
         ),
         discover_and_deliver(env, source, run_id, adapter, started),
     );

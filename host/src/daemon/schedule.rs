@@ -40,7 +40,7 @@ pub fn first_run_delay(batch: usize, once: bool, unit: f64) -> Duration {
 }
 
 /// The spread of a batch of sources' first runs.
-pub const START_SPREAD: Duration = Duration::from_millis(500);
+const START_SPREAD: Duration = Duration::from_millis(500);
 
 /// Delay before retrying after `consecutive_failures` failed runs (≥ 1):
 /// exponential from `initial`, capped at `max`, and never shorter than the
